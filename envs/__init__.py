@@ -1,0 +1,33 @@
+"""Simulation core, whole-trace replay and the GpuCluster Gymnasium environments."""
+
+from envs.core import AllocationError, ClusterCore
+from envs.policy import Allocation, ClusterView, Policy, Priority
+from envs.simulate import SimulationResult, simulate
+from envs.workload import Workload, make_workload
+
+__all__ = [
+    "Allocation",
+    "AllocationError",
+    "ClusterCore",
+    "ClusterView",
+    "Policy",
+    "Priority",
+    "SimulationResult",
+    "Workload",
+    "make_workload",
+    "simulate",
+]
+
+from gymnasium.envs.registration import register, registry  # noqa: E402
+
+from envs.engine import EnvConfig, VectorEngine  # noqa: E402
+from envs.gpu_cluster import GpuClusterEnv, GpuClusterVectorEnv  # noqa: E402
+
+if "GpuCluster-v0" not in registry:
+    register(
+        id="GpuCluster-v0",
+        entry_point="envs.gpu_cluster:GpuClusterEnv",
+        vector_entry_point="envs.gpu_cluster:GpuClusterVectorEnv",
+    )
+
+__all__ += ["EnvConfig", "GpuClusterEnv", "GpuClusterVectorEnv", "VectorEngine"]

@@ -1,0 +1,533 @@
+"""The simulation core: many GPU clusters stepped at once as NumPy arrays.
+
+Design
+------
+Every array has a leading env axis ``E``. Each env has its own clock, workload, cluster state and
+episode; a step is array operations across envs. Loops run over *ranks* (the r-th arrival or
+the r-th placement of an instant), never over envs.
+
+Jobs live in two tables:
+
+* the **job table** ``(E, J)``: the static workload of each env (submit, work, requested GPUs,
+  model, elastic bounds) and its results (first start, finish, preemptions, restarts, ...);
+* the **slot table** ``(E, S)``: only the *active* jobs (arrived, not finished). Arrivals take a
+  free slot, completions free it, and ``S`` grows when an env needs more. Per-event cost thus
+  scales with the number of active jobs, not with the trace length, which is what lets a single
+  core replay all 82k Philly jobs in seconds and lets 1,024 envs step together.
+
+Time is event driven (DESIGN section 4): the clock of each env jumps to its next event: an
+arrival, a completion, the end of a restart, or a round boundary. Between events allocations are
+fixed and progress is ``rate * elapsed`` computed exactly; a restarting job holds its GPUs and
+makes no progress until ``restart_until``. Every decision is independent of where a job sits in
+the slot table (ties break on the job's position in its workload), so a lone env and the same
+env inside a wide batch follow the same trajectory.
+
+Decisions reach the core as allocations: per slot, a GPU count and one GPU type (a synchronous
+gang runs on one type; every modelled scheduler assigns one). :meth:`ClusterCore.apply` keeps
+the placement of jobs whose allocation is unchanged (no restart), preempts jobs that lose their
+GPUs, and places the rest with a pluggable placer (:mod:`envs.placement`). :meth:`greedy` is the
+shared gang allocator that serves jobs in priority order. Invalid allocations raise
+:class:`AllocationError` before any state changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs import placement
+from envs.workload import Workload
+from traces import models
+from traces.clusters import ClusterSpec
+
+EMPTY, WAITING, RUNNING = 0, 1, 2
+_INF = np.inf
+
+
+class AllocationError(ValueError):
+    """An allocation the cluster cannot carry out (names the env, job and what was wrong)."""
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one :meth:`ClusterCore.advance` did, per env (all arrays of shape ``(E,)``)."""
+
+    dt: np.ndarray  # seconds elapsed
+    jobs_time: np.ndarray  # integral of the number of jobs in the system (job-seconds)
+    slowdown_time: np.ndarray  # integral of sum over jobs in system of 1 / work
+    gpu_time: np.ndarray  # integral of allocated GPUs (GPU-seconds)
+    completed: np.ndarray  # jobs finished at the event
+    round_hit: np.ndarray  # the event is a round boundary
+
+
+class ClusterCore:
+    """Vectorised state of ``num_envs`` copies of one cluster spec.
+
+    Arguments: ``cluster`` (spec shared by all envs; each env has its own state),
+    ``num_envs``, ``restart_overhead`` (seconds a resumed or moved job holds its GPUs without
+    progress), ``round_length`` (seconds between round boundaries, ``None`` for none),
+    ``placer`` (name in :data:`envs.placement.PLACERS` or a callable).
+    """
+
+    def __init__(
+        self,
+        cluster: ClusterSpec,
+        num_envs: int = 1,
+        *,
+        restart_overhead: float = 30.0,
+        round_length: float | None = None,
+        placer: str | placement.Placer = "consolidate",
+        min_slots: int = 8,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if not np.isfinite(restart_overhead) or restart_overhead < 0:
+            raise ValueError(f"restart_overhead must be a finite number >= 0, got {restart_overhead}")
+        if round_length is not None and not (np.isfinite(round_length) and round_length > 0):
+            raise ValueError(f"round_length must be > 0 or None, got {round_length}")
+        self.cluster = cluster
+        self.E = num_envs
+        self.restart_overhead = float(restart_overhead)
+        self.round_length = None if round_length is None else float(round_length)
+        self.placer = placement.get(placer)
+
+        self.gpu_types: tuple[str, ...] = cluster.gpu_types
+        self.T = len(self.gpu_types)
+        self.node_type = np.array([self.gpu_types.index(g) for g in cluster.nodes["gpu_type"]], dtype=np.int64)
+        self.node_cap = cluster.nodes["num_gpus"].to_numpy(np.int64)
+        self.N = len(self.node_cap)
+        self.type_onehot = (self.node_type[:, None] == np.arange(self.T)[None, :]).astype(np.int64)  # (N, T)
+        self.capacity = self.node_cap @ self.type_onehot  # (T,)
+        self.total_gpus = int(self.node_cap.sum())
+        self.max_node = np.array([self.node_cap[self.node_type == t].max() for t in range(self.T)], dtype=np.int64)
+        self.speed = models.speed_matrix(self.gpu_types)  # (M, T)
+        self.scaling = models.scaling_vector()
+        self.locality = models.locality_vector()
+
+        self._alloc_jobs(1)
+        self._alloc_slots(max(8, int(min_slots)))
+        self.clock = np.zeros(self.E)
+        self.free = np.tile(self.node_cap, (self.E, 1))
+        self.contention = np.zeros(self.E)  # integral of jobs in system over time
+        self.gpu_seconds = np.zeros(self.E)
+        self.n_active = np.zeros(self.E, dtype=np.int64)
+
+    # ------------------------------------------------------------------ storage
+    def _alloc_jobs(self, J: int) -> None:
+        E = self.E
+        self.J = J
+        self.n_jobs = np.zeros(E, dtype=np.int64)
+        self.next_job = np.zeros(E, dtype=np.int64)
+        self.n_done = np.zeros(E, dtype=np.int64)
+        self.j_submit = np.full((E, J), _INF)
+        self.j_work = np.ones((E, J))
+        self.j_gpus = np.ones((E, J), dtype=np.int64)
+        self.j_model = np.zeros((E, J), dtype=np.int64)
+        self.j_min = np.ones((E, J), dtype=np.int64)
+        self.j_max = np.ones((E, J), dtype=np.int64)
+        self.j_start = np.full((E, J), np.nan)
+        self.j_finish = np.full((E, J), np.nan)
+        self.j_preempt = np.zeros((E, J), dtype=np.int64)
+        self.j_restarts = np.zeros((E, J), dtype=np.int64)
+        self.j_gpu_sec = np.zeros((E, J))
+        self.j_cont_submit = np.zeros((E, J))
+        self.j_cont_finish = np.zeros((E, J))
+        self.j_gpus_used = np.zeros((E, J), dtype=np.int64)  # GPUs at the last (re)start
+
+    _SLOT_FIELDS = (
+        ("s_job", np.int64, -1), ("s_status", np.int8, EMPTY), ("s_submit", np.float64, 0.0),
+        ("s_work", np.float64, 1.0), ("s_gpus", np.int64, 1), ("s_model", np.int64, 0),
+        ("s_min", np.int64, 1), ("s_max", np.int64, 1), ("s_n", np.int64, 0), ("s_t", np.int64, 0),
+        ("s_rate", np.float64, 0.0), ("s_done", np.float64, 0.0), ("s_restart_until", np.float64, -_INF),
+        ("s_attained", np.float64, 0.0), ("s_nodes", np.int64, 0), ("s_started", bool, False),
+    )
+
+    def _alloc_slots(self, S: int) -> None:
+        self.S = S
+        for name, dtype, fill in self._SLOT_FIELDS:
+            setattr(self, name, np.full((self.E, S), fill, dtype=dtype))
+        self.s_place = np.zeros((self.E, S, self.N), dtype=np.int32)
+
+    def _grow_slots(self) -> None:
+        old = self.S
+        new = 2 * old
+        for name, dtype, fill in self._SLOT_FIELDS:
+            arr = np.full((self.E, new), fill, dtype=dtype)
+            arr[:, :old] = getattr(self, name)
+            setattr(self, name, arr)
+        place = np.zeros((self.E, new, self.N), dtype=np.int32)
+        place[:, :old] = self.s_place
+        self.s_place = place
+        self.S = new
+
+    # ------------------------------------------------------------------ episodes
+    def load(self, envs: np.ndarray, workloads: list[Workload] | dict[str, np.ndarray]) -> None:
+        """Reset the envs ``envs`` (indices) to time 0 with new workloads.
+
+        ``workloads`` is either one :class:`Workload` per env, or a dict of ``(len(envs), L)``
+        arrays ``submit, work, gpus, model, min_gpus, max_gpus`` plus ``num_jobs`` ``(len(envs),)``
+        (the fast path used by the Gymnasium envs to reset many envs at once).
+        """
+        envs = np.asarray(envs, dtype=np.int64)
+        if isinstance(workloads, dict):
+            arrays, counts = workloads, np.asarray(workloads["num_jobs"], dtype=np.int64)
+        else:
+            if len(workloads) != len(envs):
+                raise ValueError("one workload per env is needed")
+            L = max(w.num_jobs for w in workloads)
+            counts = np.array([w.num_jobs for w in workloads], dtype=np.int64)
+            arrays = {}
+            for key, attr, fill in (("submit", "submit", _INF), ("work", "work", 1.0), ("gpus", "gpus", 1),
+                                    ("model", "model", 0), ("min_gpus", "min_gpus", 1), ("max_gpus", "max_gpus", 1)):
+                a = np.full((len(envs), L), fill, dtype=np.float64 if key in ("submit", "work") else np.int64)
+                for i, w in enumerate(workloads):
+                    a[i, : w.num_jobs] = getattr(w, attr)
+                arrays[key] = a
+        L = arrays["submit"].shape[1]
+        for i, g in enumerate(counts):
+            too_big = arrays["gpus"][i, :g] > self.capacity.max()
+            if too_big.any():
+                j = int(np.flatnonzero(too_big)[0])
+                raise ValueError(f"job {j} requests {arrays['gpus'][i, j]} GPUs; the largest GPU pool has {self.capacity.max()}")
+        if L > self.J:
+            self._grow_jobs(L)
+        e = envs
+        self.n_jobs[e] = counts
+        self.next_job[e] = 0
+        self.n_done[e] = 0
+        pad = np.arange(self.J)[None, :] >= counts[:, None]
+        for key, dst, fill in (("submit", self.j_submit, _INF), ("work", self.j_work, 1.0), ("gpus", self.j_gpus, 1),
+                               ("model", self.j_model, 0), ("min_gpus", self.j_min, 1), ("max_gpus", self.j_max, 1)):
+            full = np.full((len(e), self.J), fill, dtype=dst.dtype)
+            full[:, :L] = arrays[key]
+            full[pad] = fill
+            dst[e] = full
+        self.j_start[e] = np.nan
+        self.j_finish[e] = np.nan
+        for arr in (self.j_preempt, self.j_restarts, self.j_gpu_sec, self.j_cont_submit, self.j_cont_finish, self.j_gpus_used):
+            arr[e] = 0
+        for name, _dtype, fill in self._SLOT_FIELDS:
+            getattr(self, name)[e] = fill
+        self.s_place[e] = 0
+        self.clock[e] = 0.0
+        self.free[e] = self.node_cap
+        self.contention[e] = 0.0
+        self.gpu_seconds[e] = 0.0
+        self.n_active[e] = 0
+        mask = np.zeros(self.E, dtype=bool)
+        mask[e] = True
+        self._admit(mask)
+
+    def _grow_jobs(self, J: int) -> None:
+        old = {name: getattr(self, name) for name in vars(self) if name.startswith("j_")}
+        keep = (self.n_jobs.copy(), self.next_job.copy(), self.n_done.copy())
+        oldJ = self.J
+        self._alloc_jobs(J)
+        self.n_jobs, self.next_job, self.n_done = keep
+        for name, arr in old.items():
+            getattr(self, name)[:, :oldJ] = arr
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def done(self) -> np.ndarray:
+        """``(E,)``: every job of the env's workload has finished."""
+        return self.n_done >= self.n_jobs
+
+    def free_per_type(self) -> np.ndarray:
+        """``(E, T)`` free GPUs per GPU type."""
+        return self.free @ self.type_onehot
+
+    def min_nodes(self, n: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return -(-n // self.max_node[t])
+
+    def rate_of(self, model: np.ndarray, gpus: np.ndarray, n: np.ndarray, t: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """Progress rate (reference-seconds per second) of jobs given ``n`` GPUs of type ``t`` on
+        ``nodes`` nodes (all arrays broadcast together)."""
+        n_safe = np.maximum(n, 1)
+        rate = self.speed[model, t] * (n_safe / gpus) ** self.scaling[model]
+        spread = nodes > self.min_nodes(n_safe, t)
+        rate = np.where(spread, rate * self.locality[model], rate)
+        return np.where(n > 0, rate, 0.0)
+
+    def finish_estimate(self) -> np.ndarray:
+        """``(E, S)`` finish time of each running job if nothing changes (inf otherwise)."""
+        run = self.s_status == RUNNING
+        resume = np.maximum(self.clock[:, None], self.s_restart_until)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fin = resume + (self.s_work - self.s_done) / self.s_rate
+        return np.where(run, fin, _INF)
+
+    def next_event(self) -> np.ndarray:
+        """``(E,)`` time of each env's next event (inf when the env has nothing left)."""
+        t_fin = self.finish_estimate().min(axis=1)
+        idx = np.minimum(self.next_job, self.J - 1)
+        t_arr = np.where(self.next_job < self.n_jobs, self.j_submit[np.arange(self.E), idx], _INF)
+        restarting = (self.s_status == RUNNING) & (self.s_restart_until > self.clock[:, None])
+        t_rst = np.where(restarting, self.s_restart_until, _INF).min(axis=1)
+        t_next = np.minimum(np.minimum(t_fin, t_arr), t_rst)
+        if self.round_length is not None:
+            t_round = (np.floor(self.clock / self.round_length) + 1.0) * self.round_length
+            t_next = np.minimum(t_next, np.where(self.n_active > 0, t_round, _INF))
+        return t_next
+
+    # ------------------------------------------------------------------ time
+    def advance(self, envs: np.ndarray | None = None) -> StepStats:
+        """Move the clock of each env in the boolean mask ``envs`` (all if ``None``) to its next
+        event, accruing progress exactly; then retire finished jobs and admit arrivals."""
+        E = self.E
+        mask = np.ones(E, dtype=bool) if envs is None else np.asarray(envs, dtype=bool)
+        t_next = self.next_event()
+        mask = mask & np.isfinite(t_next)
+        t_next = np.where(mask, t_next, self.clock)
+        dt = t_next - self.clock
+        run = self.s_status == RUNNING
+        fin = self.finish_estimate()
+        resume = np.maximum(self.clock[:, None], self.s_restart_until)
+        eff = np.clip(t_next[:, None] - resume, 0.0, None)
+        self.s_done = np.where(run, self.s_done + self.s_rate * eff, self.s_done)
+        held = self.s_n * dt[:, None]
+        self.s_attained += held
+        active = self.s_status != EMPTY
+        gpu_time = self.s_n.sum(axis=1) * dt
+        jobs_time = self.n_active * dt
+        slowdown_time = np.where(active, 1.0 / self.s_work, 0.0).sum(axis=1) * dt
+        self.gpu_seconds += gpu_time
+        self.contention += jobs_time
+        round_hit = np.zeros(E, dtype=bool)
+        if self.round_length is not None:
+            t_round = (np.floor(self.clock / self.round_length) + 1.0) * self.round_length
+            round_hit = mask & (self.n_active > 0) & (t_next >= t_round)
+        self.clock = t_next
+
+        tol = 1e-9 * np.maximum(1.0, np.abs(t_next))
+        finished = run & mask[:, None] & (fin - t_next[:, None] <= tol[:, None])
+        completed = finished.sum(axis=1)
+        if completed.any():
+            e, s = np.nonzero(finished)
+            j = self.s_job[e, s]
+            self.j_finish[e, j] = self.clock[e]
+            self.j_cont_finish[e, j] = self.contention[e]
+            self.j_gpu_sec[e, j] = self.s_attained[e, s]
+            self.free[e] += self.s_place[e, s]
+            self._clear(e, s)
+            np.add.at(self.n_done, e, 1)
+            np.add.at(self.n_active, e, -1)
+        self._admit(mask)
+        return StepStats(dt, jobs_time, slowdown_time, gpu_time, completed, round_hit)
+
+    def _clear(self, e: np.ndarray, s: np.ndarray) -> None:
+        for name, _dtype, fill in self._SLOT_FIELDS:
+            getattr(self, name)[e, s] = fill
+        self.s_place[e, s] = 0
+
+    def _admit(self, mask: np.ndarray) -> None:
+        rows = np.arange(self.E)
+        while True:
+            idx = np.minimum(self.next_job, self.J - 1)
+            arriving = mask & (self.next_job < self.n_jobs) & (self.j_submit[rows, idx] <= self.clock)
+            if not arriving.any():
+                return
+            empty = self.s_status == EMPTY
+            while not empty[arriving].any(axis=1).all():
+                self._grow_slots()
+                empty = self.s_status == EMPTY
+            e = np.flatnonzero(arriving)
+            s = empty[e].argmax(axis=1)
+            j = self.next_job[e]
+            self.s_job[e, s] = j
+            self.s_status[e, s] = WAITING
+            self.s_submit[e, s] = self.j_submit[e, j]
+            self.s_work[e, s] = self.j_work[e, j]
+            self.s_gpus[e, s] = self.j_gpus[e, j]
+            self.s_model[e, s] = self.j_model[e, j]
+            self.s_min[e, s] = self.j_min[e, j]
+            self.s_max[e, s] = self.j_max[e, j]
+            self.j_cont_submit[e, j] = self.contention[e]
+            self.next_job[e] += 1
+            self.n_active[e] += 1
+
+    # ------------------------------------------------------------------ decisions
+    def start(
+        self,
+        e: np.ndarray,
+        s: np.ndarray,
+        t: np.ndarray,
+        n: np.ndarray,
+        take: np.ndarray | None = None,
+        in_place: np.ndarray | None = None,
+        restart_until: np.ndarray | None = None,
+    ) -> None:
+        """Start jobs (one per env in ``e``) in slots ``s`` on ``n`` GPUs of type ``t``.
+
+        ``take`` (``(len(e), N)``) is an explicit placement; otherwise the placer decides. The
+        caller has checked that the GPUs are free. A job that ran before pays the restart
+        overhead, unless ``in_place`` marks it as resuming on exactly the placement it held a
+        moment ago (then ``restart_until`` restores its unfinished restart, if any). A first
+        start records the job's first start time.
+        """
+        if len(e) == 0:
+            return
+        if take is None:
+            take = self.placer(self.free[e], self.node_type, t, n)
+        self.free[e] -= take
+        self.s_place[e, s] = take
+        nodes = (take > 0).sum(axis=1)
+        self.s_n[e, s] = n
+        self.s_t[e, s] = t
+        self.s_nodes[e, s] = nodes
+        self.s_rate[e, s] = self.rate_of(self.s_model[e, s], self.s_gpus[e, s], n, t, nodes)
+        self.s_status[e, s] = RUNNING
+        j = self.s_job[e, s]
+        again = self.s_started[e, s]
+        until = np.where(again, self.clock[e] + self.restart_overhead, -_INF)
+        if in_place is not None:
+            again = again & ~in_place
+            until = np.where(in_place, restart_until, until)
+        self.s_restart_until[e, s] = until
+        self.j_restarts[e[again], j[again]] += 1
+        first = ~again
+        self.j_start[e[first], j[first]] = self.clock[e[first]]
+        self.s_started[e, s] = True
+        self.j_gpus_used[e, j] = n
+
+    def stop(self, e: np.ndarray, s: np.ndarray, *, preempted: bool = True) -> None:
+        """Take running jobs off their GPUs (they wait again, progress kept: a checkpoint)."""
+        if len(e) == 0:
+            return
+        self.free[e] += self.s_place[e, s]
+        self.s_place[e, s] = 0
+        self.s_n[e, s] = 0
+        self.s_rate[e, s] = 0.0
+        self.s_nodes[e, s] = 0
+        self.s_status[e, s] = WAITING
+        self.s_restart_until[e, s] = -_INF
+        if preempted:
+            self.j_preempt[e, self.s_job[e, s]] += 1
+
+    def check_allocation(self, n: np.ndarray, t: np.ndarray, envs: np.ndarray) -> None:
+        """Raise :class:`AllocationError` unless ``(n, t)`` (each ``(E, S)``) is feasible."""
+        n = np.asarray(n)
+        t = np.asarray(t)
+        if n.shape != (self.E, self.S) or t.shape != (self.E, self.S):
+            raise AllocationError(f"allocation must have shape (num_envs, slots) = {(self.E, self.S)}, got {n.shape} and {t.shape}")
+        m = envs[:, None]
+        if (m & (n < 0)).any():
+            e, s = np.argwhere(m & (n < 0))[0]
+            raise AllocationError(f"env {e}, slot {s}: negative GPU count {n[e, s]}")
+        bad = m & (n > 0) & (self.s_status == EMPTY)
+        if bad.any():
+            e, s = np.argwhere(bad)[0]
+            raise AllocationError(f"env {e}, slot {s}: allocating to a finished or absent job")
+        bad = m & (n > 0) & ((t < 0) | (t >= self.T))
+        if bad.any():
+            e, s = np.argwhere(bad)[0]
+            raise AllocationError(f"env {e}, slot {s}: unknown GPU type index {t[e, s]} (cluster has {self.T})")
+        bad = m & (n > 0) & ((n < self.s_min) | (n > self.s_max))
+        if bad.any():
+            e, s = np.argwhere(bad)[0]
+            raise AllocationError(
+                f"env {e}, job {self.s_job[e, s]}: {n[e, s]} GPUs outside its bounds "
+                f"[{self.s_min[e, s]}, {self.s_max[e, s]}] (a rigid gang gets exactly its request)")
+        per_type = np.zeros((self.E, self.T), dtype=np.int64)
+        for k in range(self.T):
+            per_type[:, k] = np.where(t == k, n, 0).sum(axis=1)
+        over = envs[:, None] & (per_type > self.capacity[None, :])
+        if over.any():
+            e, k = np.argwhere(over)[0]
+            raise AllocationError(f"env {e}: {per_type[e, k]} GPUs of type {self.gpu_types[k]!r} allocated, cluster has {self.capacity[k]}")
+
+    def apply(self, n: np.ndarray, t: np.ndarray, envs: np.ndarray | None = None) -> None:
+        """Make ``(n, t)`` the allocation of the envs in the boolean mask ``envs``.
+
+        Jobs whose count and type are unchanged keep their placement and pay nothing; running
+        jobs that get 0 are preempted; changed jobs are moved (and pay the restart overhead);
+        new jobs are placed in workload order by the placer.
+        """
+        envs = np.ones(self.E, dtype=bool) if envs is None else np.asarray(envs, dtype=bool)
+        n = np.where(envs[:, None], np.asarray(n, dtype=np.int64), self.s_n)
+        t = np.where(envs[:, None] & (n > 0), np.asarray(t, dtype=np.int64), self.s_t)
+        self.check_allocation(n, t, envs)
+        run = self.s_status == RUNNING
+        keep = run & (n == self.s_n) & (t == self.s_t)
+        change = run & ~keep
+        e, s = np.nonzero(change)
+        self.stop(e, s, preempted=False)
+        lost = n[e, s] == 0
+        self.j_preempt[e[lost], self.s_job[e[lost], s[lost]]] += 1
+        self._place_in_order((n > 0) & ~keep, n, t)
+
+    def _place_in_order(self, todo: np.ndarray, n: np.ndarray, t: np.ndarray) -> None:
+        key = np.where(todo, self.s_job, np.iinfo(np.int64).max)
+        order = np.argsort(key, axis=1, kind="stable")
+        counts = todo.sum(axis=1)
+        for r in range(int(counts.max(initial=0))):
+            e = np.flatnonzero(counts > r)
+            s = order[e, r]
+            self.start(e, s, t[e, s], n[e, s])
+
+    def greedy(
+        self,
+        scores: np.ndarray,
+        *,
+        backfill: bool = True,
+        preempt: bool = False,
+        envs: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The shared gang allocator: serve jobs in decreasing ``scores`` (``(E, S)``; ``-inf``
+        or NaN = not a candidate), each on its requested GPU count.
+
+        Without ``preempt``, running jobs keep their GPUs and waiting jobs fill the free ones;
+        with it, running jobs compete too (a running job that is served keeps its GPU type when
+        it can, so :meth:`apply` leaves it in place). ``backfill=False`` stops an env at the
+        first job that does not fit (strict head-of-line, as YARN-CS FIFO). A job goes to its
+        current type if running, else to the fastest type for its model with room. Ties break
+        on workload order. Returns the allocation ``(n, t)`` for :meth:`apply`.
+        """
+        E, S = self.E, self.S
+        envs = np.ones(E, dtype=bool) if envs is None else np.asarray(envs, dtype=bool)
+        scores = np.where(np.isnan(scores), -_INF, scores)
+        run = self.s_status == RUNNING
+        if preempt:
+            cand = (self.s_status != EMPTY) & envs[:, None]
+            cap = np.tile(self.capacity, (E, 1))
+            n_new = np.where(envs[:, None], 0, self.s_n)
+        else:
+            cand = (self.s_status == WAITING) & envs[:, None]
+            cap = self.free_per_type()
+            n_new = self.s_n.copy()
+        t_new = self.s_t.copy()
+        cand &= scores > -_INF
+        req = self.s_gpus
+        job = np.where(cand, self.s_job, np.iinfo(np.int64).max)
+        speed = self.speed[self.s_model]  # (E, S, T)
+        rows = np.arange(E)
+        live = envs.copy()
+        while live.any():
+            room = cap[:, None, :] >= req[:, :, None]  # (E, S, T)
+            fits = cand & room.any(axis=2)
+            pool = fits if backfill else cand
+            best = np.where(pool, scores, -_INF).max(axis=1)
+            tie = pool & (scores == best[:, None])
+            s = np.where(tie, job, np.iinfo(np.int64).max).argmin(axis=1)
+            ok = live & tie.any(axis=1) & fits[rows, s]
+            if not backfill:
+                live &= ok
+            else:
+                live &= tie.any(axis=1)
+            if not ok.any():
+                break
+            e = np.flatnonzero(ok)
+            s = s[e]
+            r = req[e, s]
+            room_es = room[e, s]
+            cur = self.s_t[e, s]
+            keep_type = run[e, s] & room_es[np.arange(len(e)), cur]
+            fastest = np.where(room_es, speed[e, s], -_INF).argmax(axis=1)
+            k = np.where(keep_type, cur, fastest)
+            cap[e, k] -= r
+            n_new[e, s] = r
+            t_new[e, s] = k
+            cand[e, s] = False
+            job[e, s] = np.iinfo(np.int64).max
+        return n_new, t_new

@@ -1,0 +1,421 @@
+"""The decision layer shared by every Gymnasium face: episodes, observations, masks, actions.
+
+:class:`VectorEngine` owns a :class:`~envs.core.ClusterCore` of ``num_envs`` clusters and turns
+it into an RL problem (DESIGN section 4). :class:`envs.gpu_cluster.GpuClusterEnv` (one env),
+:class:`envs.gpu_cluster.GpuClusterVectorEnv` (Gymnasium vector env) and
+:class:`envs.sb3.GpuClusterVecEnv` (stable-baselines3 ``VecEnv``) are thin adapters over it, so
+all three produce the same trajectories.
+
+Episodes are windows of one base trace: the synthetic default (a long seeded synthetic trace) or
+a real trace. At every reset an env draws a window start from its own RNG, takes ``num_jobs``
+consecutive jobs, re-bases them to time 0 and rescales their arrivals to the target load; this
+is vectorised over the envs being reset.
+
+Resets of finished envs happen inside ``step`` (same-step autoreset) and touch only those envs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from envs import metrics
+from envs.core import EMPTY, RUNNING, WAITING, ClusterCore
+from envs.policy import ClusterView
+from envs.workload import Workload, make_workload
+from traces import clusters, models
+from traces.clusters import ClusterSpec
+
+ACTION_MODES = ("pick", "priority")
+REWARDS = ("jct", "slowdown", "utilization")
+SLOT_FEATURES = (
+    "present", "waiting", "running", "repick", "fits", "gpus", "waited", "attained", "allocated",
+    "restarting", "remaining",
+) + tuple(f"model_{m}" for m in models.MODELS)
+_BIG = np.int64(1) << 40
+
+
+def _squash(x: np.ndarray, scale: float) -> np.ndarray:
+    """Map [0, inf) onto [0, 1): x / (x + scale)."""
+    x = np.maximum(x, 0.0)
+    return x / (x + scale)
+
+
+@dataclass
+class EnvConfig:
+    """Configuration of the GpuCluster environments (see :class:`envs.gpu_cluster.GpuClusterEnv`)."""
+
+    trace: pd.DataFrame | str | None = None
+    cluster: str | ClusterSpec = "small"
+    num_jobs: int = 64
+    load: float | None = 0.9
+    max_slots: int = 32
+    action_mode: str = "pick"
+    preemption: bool = False
+    round_length: float = 300.0
+    restart_overhead: float = 30.0
+    reward: str = "jct"
+    reward_scale: float = 3600.0
+    known_durations: bool = False
+    max_steps: int | None = None
+    elastic_fraction: float = 0.0
+    trace_jobs: int = 20_000
+    trace_seed: int = 0
+    placer: str = "consolidate"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if int(self.max_slots) < 1:
+            raise ValueError(f"max_slots (K) must be >= 1, got {self.max_slots}")
+        if int(self.num_jobs) < 1:
+            raise ValueError(f"num_jobs must be >= 1, got {self.num_jobs}")
+        if self.action_mode not in ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
+        if not (np.isfinite(self.restart_overhead) and self.restart_overhead >= 0):
+            raise ValueError(f"restart_overhead must be >= 0 seconds, got {self.restart_overhead}")
+        if not (np.isfinite(self.round_length) and self.round_length > 0):
+            raise ValueError(f"round_length must be > 0 seconds, got {self.round_length}")
+        if self.load is not None and not self.load > 0:
+            raise ValueError(f"load must be > 0 or None, got {self.load}")
+        if not self.reward_scale > 0:
+            raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
+        if self.max_steps is not None and int(self.max_steps) < 1:
+            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
+        if self.extra:
+            raise TypeError(f"unknown GpuCluster options {sorted(self.extra)}")
+
+
+def _base_workload(cfg: EnvConfig, spec: ClusterSpec) -> tuple[Workload, str]:
+    from traces import load_trace, synthetic
+
+    if cfg.trace is None:
+        trace = synthetic(max(cfg.trace_jobs, cfg.num_jobs), load=cfg.load or 0.9, cluster=spec, seed=cfg.trace_seed)
+        source = "synthetic"
+    elif isinstance(cfg.trace, pd.DataFrame):
+        trace, source = cfg.trace, "trace"
+    else:
+        trace, source = load_trace(cfg.trace), str(cfg.trace)
+    if len(trace) < cfg.num_jobs:
+        raise ValueError(f"{source}: has {len(trace)} jobs, fewer than num_jobs={cfg.num_jobs}")
+    return make_workload(trace, spec, seed=cfg.trace_seed, elastic_fraction=cfg.elastic_fraction, source=source), source
+
+
+class VectorEngine:
+    """``num_envs`` GpuCluster environments stepped together (see module docstring)."""
+
+    def __init__(self, num_envs: int = 1, config: EnvConfig | None = None, **kwargs) -> None:
+        cfg = config if config is not None else EnvConfig(**kwargs)
+        if config is not None and kwargs:
+            raise TypeError("give either config or keyword options, not both")
+        self.cfg = cfg
+        self.E = int(num_envs)
+        self.K = int(cfg.max_slots)
+        self.spec = clusters.get(cfg.cluster)
+        self.base, self.source = _base_workload(cfg, self.spec)
+        self.core = ClusterCore(
+            self.spec, self.E, restart_overhead=cfg.restart_overhead,
+            round_length=cfg.round_length if cfg.preemption else None, placer=cfg.placer,
+            min_slots=self.K,
+        )
+        self.view = ClusterView(self.core, known_durations=cfg.known_durations)
+        self.T = self.core.T
+        self.M = len(models.MODELS)
+        self.F = len(SLOT_FEATURES)
+        self.obs_dim = self.K * self.F + self.T + 5
+        self.max_steps = int(cfg.max_steps) if cfg.max_steps is not None else 50 * cfg.num_jobs
+        self.rngs = [np.random.default_rng() for _ in range(self.E)]
+        E = self.E
+        self.steps = np.zeros(E, dtype=np.int64)
+        self.invalid = np.zeros(E, dtype=np.int64)
+        self.ep_return = np.zeros(E)
+        self.last_dt = np.zeros(E)
+        self.at_round = np.zeros(E, dtype=bool)
+        self.repick = np.zeros((E, self.core.S), dtype=bool)
+        self.prev_place = np.zeros((E, self.core.S, self.core.N), dtype=np.int32) if cfg.preemption else None
+        self.prev_t = np.zeros((E, self.core.S), dtype=np.int64)
+        self.prev_until = np.zeros((E, self.core.S))
+        self.window_start = np.zeros(E, dtype=np.int64)
+        self.vis = np.zeros((E, self.K), dtype=np.int64)
+        self._needs_reset = np.ones(E, dtype=bool)
+
+    # ------------------------------------------------------------------ episodes
+    def seed(self, seeds: list[int | None]) -> None:
+        for i, s in enumerate(seeds):
+            if s is not None or self._needs_reset[i]:
+                self.rngs[i] = np.random.default_rng(s)
+
+    def reset_envs(self, envs: np.ndarray) -> None:
+        """Start new episodes in the envs ``envs`` (indices): a fresh window each."""
+        envs = np.asarray(envs, dtype=np.int64)
+        if len(envs) == 0:
+            return
+        L = self.cfg.num_jobs
+        b = self.base
+        hi = b.num_jobs - L
+        starts = np.array([self.rngs[i].integers(0, hi + 1) for i in envs], dtype=np.int64)
+        idx = starts[:, None] + np.arange(L)[None, :]
+        submit = b.submit[idx]
+        submit = submit - submit[:, :1]
+        if self.cfg.load is not None and L > 1:
+            demand = (b.work[idx] * b.gpus[idx]).mean(axis=1)
+            span = submit[:, -1] / (L - 1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                current = demand / (self.spec.num_gpus * span)
+                factor = np.where(span > 0, current / self.cfg.load, 1.0)
+            submit = submit * factor[:, None]
+        self.window_start[envs] = starts
+        self.core.load(envs, {
+            "submit": submit, "work": b.work[idx], "gpus": b.gpus[idx], "model": b.model[idx],
+            "min_gpus": b.min_gpus[idx], "max_gpus": b.max_gpus[idx],
+            "num_jobs": np.full(len(envs), L),
+        })
+        self._sync_slot_arrays()
+        self.repick[envs] = False
+        self.steps[envs] = 0
+        self.invalid[envs] = 0
+        self.ep_return[envs] = 0.0
+        self.last_dt[envs] = 0.0
+        self.at_round[envs] = False
+        self._needs_reset[envs] = False
+        mask = np.zeros(self.E, dtype=bool)
+        mask[envs] = True
+        self._skip_trivial(mask, np.zeros(self.E))
+
+    def _sync_slot_arrays(self) -> None:
+        S = self.core.S
+        if self.repick.shape[1] == S:
+            return
+        old = self.repick.shape[1]
+        grow = lambda a, fill: np.concatenate([a, np.full((self.E, S - old) + a.shape[2:], fill, a.dtype)], axis=1)  # noqa: E731
+        self.repick = grow(self.repick, False)
+        self.prev_t = grow(self.prev_t, 0)
+        self.prev_until = grow(self.prev_until, 0.0)
+        if self.prev_place is not None:
+            self.prev_place = grow(self.prev_place, 0)
+
+    # ------------------------------------------------------------------ observation
+    def _fits(self) -> np.ndarray:
+        """``(E, S)``: the job in the slot could start now on some GPU type."""
+        c = self.core
+        free = c.free_per_type()
+        return (free[:, None, :] >= c.s_gpus[:, :, None]).any(axis=2)
+
+    def visible_slots(self) -> np.ndarray:
+        """``(E, K)`` slot indices shown to the agent: waiting (and re-pick) jobs oldest first,
+        then running jobs oldest first; padded with empty slots."""
+        c = self.core
+        st = c.s_status
+        rank = np.where(st == WAITING, 0, np.where(st == RUNNING, 1, 2)).astype(np.int64)
+        key = rank * _BIG + np.where(st == EMPTY, 0, c.s_job)
+        if c.S > self.K:
+            part = np.argpartition(key, self.K - 1, axis=1)[:, : self.K]
+            order = np.argsort(np.take_along_axis(key, part, axis=1), axis=1, kind="stable")
+            vis = np.take_along_axis(part, order, axis=1)
+        else:
+            vis = np.argsort(key, axis=1, kind="stable")
+        self.vis = vis
+        return vis
+
+    def action_masks(self) -> np.ndarray:
+        """``(E, K + 1)`` boolean: which actions are allowed now (pick mode semantics)."""
+        vis = self.visible_slots()
+        c = self.core
+        startable = (c.s_status == WAITING) & self._fits()
+        mask = np.empty((self.E, self.K + 1), dtype=bool)
+        mask[:, : self.K] = np.take_along_axis(startable, vis, axis=1)
+        can_advance = np.isfinite(c.next_event()) | self.repick.any(axis=1)
+        mask[:, self.K] = can_advance | ~mask[:, : self.K].any(axis=1)
+        return mask
+
+    def observe(self) -> tuple[np.ndarray, np.ndarray]:
+        """Observations ``(E, obs_dim)`` float32 in [0, 1] and action masks ``(E, K + 1)``."""
+        c = self.core
+        mask = self.action_masks()
+        vis = self.vis
+        g = lambda a: np.take_along_axis(a, vis, axis=1)  # noqa: E731
+        st = g(c.s_status)
+        present = st != EMPTY
+        waiting = st == WAITING
+        running = st == RUNNING
+        clock = c.clock[:, None]
+        feats = np.zeros((self.E, self.K, self.F), dtype=np.float64)
+        feats[..., 0] = present
+        feats[..., 1] = waiting
+        feats[..., 2] = running
+        feats[..., 3] = g(self.repick) & waiting
+        feats[..., 4] = mask[:, : self.K]
+        gpus = g(c.s_gpus)
+        feats[..., 5] = np.where(present, np.log2(1 + gpus) / np.log2(1 + c.total_gpus), 0.0)
+        feats[..., 6] = np.where(present, _squash(clock - g(c.s_submit), 3600.0), 0.0)
+        feats[..., 7] = np.where(present, _squash(g(c.s_attained), 3600.0), 0.0)
+        feats[..., 8] = g(c.s_n) / c.total_gpus
+        feats[..., 9] = running & (g(c.s_restart_until) > clock)
+        if self.cfg.known_durations:
+            feats[..., 10] = np.where(present, _squash(g(c.s_work) - g(c.s_done), 3600.0), 0.0)
+        model = g(c.s_model)
+        for m in range(self.M):
+            feats[..., 11 + m] = present & (model == m)
+        obs = np.empty((self.E, self.obs_dim), dtype=np.float32)
+        obs[:, : self.K * self.F] = feats.reshape(self.E, -1)
+        o = self.K * self.F
+        obs[:, o : o + self.T] = c.free_per_type() / c.capacity[None, :]
+        queued = (c.s_status == WAITING).sum(axis=1)
+        obs[:, o + self.T] = _squash(queued, self.K)
+        obs[:, o + self.T + 1] = _squash((c.s_status == RUNNING).sum(axis=1), self.K)
+        obs[:, o + self.T + 2] = _squash(self.last_dt, self.cfg.round_length)
+        obs[:, o + self.T + 3] = self.repick.any(axis=1)
+        obs[:, o + self.T + 4] = np.where(c.n_jobs > 0, c.n_done / np.maximum(c.n_jobs, 1), 0.0)
+        return obs, mask
+
+    # ------------------------------------------------------------------ actions
+    def _reward(self, stats) -> np.ndarray:
+        kind, scale = self.cfg.reward, self.cfg.reward_scale
+        if kind == "jct":
+            return -stats.jobs_time / scale
+        if kind == "slowdown":
+            return -stats.slowdown_time
+        return stats.gpu_time / (self.core.total_gpus * scale)
+
+    def _advance(self, envs: np.ndarray, reward: np.ndarray) -> None:
+        """Close re-pick phases, move ``envs`` to their next event, open re-pick phases."""
+        c = self.core
+        if self.repick[envs].any():
+            closing = self.repick & envs[:, None] & (c.s_status == WAITING)
+            e, s = np.nonzero(closing)
+            c.j_preempt[e, c.s_job[e, s]] += 1
+            self.repick[envs] = False
+        stats = c.advance(envs)
+        self._sync_slot_arrays()
+        reward += np.where(envs, self._reward(stats), 0.0)
+        self.last_dt = np.where(envs, stats.dt, self.last_dt)
+        self.at_round = np.where(envs, stats.round_hit, self.at_round)
+        if self.cfg.preemption and self.cfg.action_mode == "pick":
+            opening = stats.round_hit & envs
+            if opening.any():
+                run = (c.s_status == RUNNING) & opening[:, None]
+                e, s = np.nonzero(run)
+                self.prev_place[e, s] = c.s_place[e, s]
+                self.prev_t[e, s] = c.s_t[e, s]
+                self.prev_until[e, s] = c.s_restart_until[e, s]
+                c.stop(e, s, preempted=False)
+                self.repick[e, s] = True
+
+    def _pick(self, e: np.ndarray, s: np.ndarray) -> None:
+        """Start the job in slot ``s`` of each env ``e`` (validity already checked)."""
+        c = self.core
+        if len(e) == 0:
+            return
+        req = c.s_gpus[e, s]
+        free_t = c.free_per_type()[e]
+        room = free_t >= req[:, None]
+        fastest = np.where(room, c.speed[c.s_model[e, s]], -np.inf).argmax(axis=1)
+        t = fastest
+        take = None
+        in_place = None
+        until = None
+        if self.prev_place is not None:
+            rep = self.repick[e, s]
+            prev = self.prev_place[e, s]
+            same = rep & (prev <= c.free[e]).all(axis=1)
+            t = np.where(rep & room[np.arange(len(e)), self.prev_t[e, s]], self.prev_t[e, s], fastest)
+            # a new placement avoids the nodes that un-picked re-pick candidates still hope for
+            reserved = (self.prev_place[e] * (self.repick[e] & (c.s_status[e] == WAITING))[:, :, None]).sum(axis=1)
+            reserved -= np.where(rep[:, None], prev, 0)
+            avoid = np.maximum(c.free[e] - reserved, 0)
+            room_avoid = (avoid @ c.type_onehot)[np.arange(len(e)), t] >= req
+            base = np.where(room_avoid[:, None], avoid, c.free[e])
+            take = c.placer(base, c.node_type, t, req)
+            take = np.where(same[:, None], prev, take)
+            t = np.where(same, self.prev_t[e, s], t)
+            in_place = same
+            until = self.prev_until[e, s]
+            self.repick[e, s] = False
+        c.start(e, s, t, req, take=take, in_place=in_place, restart_until=until)
+
+    def _skip_trivial(self, envs: np.ndarray, reward: np.ndarray) -> None:
+        """Advance envs whose only allowed action is to advance (pick mode), or that have no job
+        waiting (priority mode), until each has a real choice or is done."""
+        c = self.core
+        while True:
+            live = envs & ~c.done
+            if not live.any():
+                return
+            if self.cfg.action_mode == "pick":
+                mask = self.action_masks()
+                trivial = live & ~mask[:, : self.K].any(axis=1)
+            else:
+                trivial = live & ~(c.s_status == WAITING).any(axis=1)
+                if self.cfg.preemption:
+                    trivial &= ~self.at_round
+            if not trivial.any():
+                return
+            self._advance(trivial, reward)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Apply one action per env. Returns ``(reward, terminated, truncated, invalid, mask_used)``
+        without resetting anything; the adapters handle observations and resets."""
+        E, K = self.E, self.K
+        c = self.core
+        reward = np.zeros(E)
+        live = ~c.done
+        if self.cfg.action_mode == "pick":
+            a = np.asarray(actions).reshape(E).astype(np.int64)
+            mask = self.action_masks()
+            in_range = (a >= 0) & (a <= K)
+            ok = in_range & mask[np.arange(E), np.clip(a, 0, K)]
+            invalid = live & ~ok
+            # a forbidden action advances time; if advancing is impossible it starts the first
+            # startable visible job instead (documented in GpuClusterEnv)
+            fallback = mask[:, :K].argmax(axis=1)
+            a = np.where(ok, a, np.where(mask[:, K], K, fallback))
+            pick = live & (a < K)
+            e = np.flatnonzero(pick)
+            self._pick(e, self.vis[e, a[e]])
+            adv = live & (a == K)
+            if adv.any():
+                self._advance(adv, reward)
+        else:
+            scores = np.asarray(actions, dtype=np.float64).reshape(E, K)
+            bad = ~np.isfinite(scores)
+            invalid = live & bad.any(axis=1)
+            vis = self.visible_slots()
+            full = np.full((E, c.S), -np.inf)
+            # running jobs that are not visible keep their GPUs
+            full[c.s_status == RUNNING] = np.inf
+            np.put_along_axis(full, vis, np.where(bad, -np.inf, np.clip(scores, -1.0, 1.0)), axis=1)
+            full[c.s_status == EMPTY] = -np.inf
+            preempt = live & self.at_round if self.cfg.preemption else np.zeros(E, dtype=bool)
+            for flag in (True, False):
+                group = live & (preempt == flag)
+                if group.any():
+                    n, t = c.greedy(full, backfill=True, preempt=flag, envs=group)
+                    c.apply(n, t, group)
+            stuck = live & ~np.isfinite(c.next_event()) & (c.s_status == WAITING).any(axis=1)
+            if stuck.any():  # every visible score was invalid on an idle cluster: serve oldest first
+                n, t = c.greedy(np.where(c.s_status == WAITING, -c.s_job.astype(float), -np.inf), envs=stuck)
+                c.apply(n, t, stuck)
+            self._advance(live, reward)
+        self._skip_trivial(live, reward)
+        self.steps += live
+        self.invalid += invalid
+        self.ep_return += reward
+        terminated = live & c.done
+        truncated = live & ~terminated & (self.steps >= self.max_steps)
+        self._needs_reset |= terminated | truncated
+        return reward, terminated, truncated, invalid, live
+
+    # ------------------------------------------------------------------ results
+    def episode_results(self, e: int) -> pd.DataFrame:
+        ids = self.base.job_id[self.window_start[e] : self.window_start[e] + self.core.n_jobs[e]]
+        return metrics.from_core(self.core, e, ids)
+
+    def episode_metrics(self, e: int) -> dict[str, float]:
+        out = metrics.summarize(self.episode_results(e), self.core.total_gpus)
+        out["invalid_actions"] = float(self.invalid[e])
+        out["steps"] = float(self.steps[e])
+        out["return"] = float(self.ep_return[e])
+        return out

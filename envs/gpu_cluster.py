@@ -1,0 +1,228 @@
+"""GpuCluster-v0: schedule deep-learning training jobs on a GPU cluster.
+
+The single environment and its natively vectorised twin live here, both thin adapters over
+:class:`envs.engine.VectorEngine` (the single env is the engine with one env).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs.engine import EnvConfig, VectorEngine
+
+
+def _spaces(engine: VectorEngine) -> tuple[spaces.Box, spaces.Space]:
+    obs = spaces.Box(0.0, 1.0, shape=(engine.obs_dim,), dtype=np.float32)
+    if engine.cfg.action_mode == "pick":
+        act: spaces.Space = spaces.Discrete(engine.K + 1)
+    else:
+        act = spaces.Box(-1.0, 1.0, shape=(engine.K,), dtype=np.float32)
+    return obs, act
+
+
+class GpuClusterEnv(gym.Env):
+    """
+    ## Description
+    A GPU cluster (nodes of one or more GPU types) receives deep-learning training jobs from a
+    trace window; the agent decides which waiting jobs start, and with preemption on, which
+    running jobs keep their GPUs at each round boundary. Jobs are gangs: a job runs on exactly
+    its requested GPUs (one GPU type) or not at all; its speed depends on the model, the GPU
+    type and whether its gang is spread over more nodes than needed; a preempted job resumes
+    after a restart overhead. Time is event driven: it jumps to the next arrival, completion,
+    end of a restart or round boundary.
+
+    ## Action Space
+    ``action_mode="pick"`` (default): ``Discrete(K + 1)``. Action ``i < K`` starts the job in
+    visible slot ``i`` now (allowed only if it is waiting and fits on some GPU type); several
+    picks can happen at one instant. Action ``K`` advances time to the next event. With
+    ``preemption=True`` every round boundary opens a re-pick: running jobs become waiting
+    candidates again (feature ``repick``), the agent picks the round's set afresh, a job picked
+    again keeps its placement and pays nothing, and candidates not picked by the next advance
+    are preempted. Steps where advancing is the only allowed action are taken automatically.
+
+    ``action_mode="priority"``: ``Box(-1, 1, (K,))``, a score per visible slot; the core's
+    greedy gang allocator starts waiting jobs in score order (backfilling what fits), then time
+    advances to the next event. With preemption, at round boundaries running jobs compete too
+    and lose their GPUs if outranked. Running jobs that are not visible keep their GPUs.
+
+    A forbidden action never crashes: in pick mode it is replaced by *advance* (or, when nothing
+    can happen without a start, by the first startable slot); in priority mode non-finite scores
+    leave their job out. Each is counted in ``info["invalid_actions"]``.
+
+    ## Observation Space
+    ``Box(0, 1, (K * F + T + 5,), float32)``. ``K`` visible slots (waiting jobs oldest first,
+    then running jobs; a waiting job becomes visible once older waiting jobs have started), each
+    with ``F`` features (:data:`envs.engine.SLOT_FEATURES`): present, waiting, running, re-pick
+    candidate, fits now, requested GPUs (log scale), waited time, attained GPU-service, current
+    allocation, restarting, remaining work (only with ``known_durations=True``, else 0), model
+    one-hot. Then free GPUs per GPU type (fraction), queue length, running jobs, time since the
+    last event, re-pick open, fraction of the window finished. Unbounded quantities are squashed
+    with ``x / (x + c)``. The action mask is in ``info["action_mask"]`` and ``action_masks()``.
+
+    ## Rewards
+    ``reward="jct"`` (default): minus the number of jobs in the system times the elapsed time,
+    divided by ``reward_scale`` (3600 s): the episode return is minus the total JCT in hours.
+    ``"slowdown"``: minus the sum over jobs in the system of elapsed time / job duration (the
+    return is minus the total slowdown). ``"utilization"``: allocated GPUs / cluster GPUs times
+    elapsed time / ``reward_scale``.
+
+    ## Starting State
+    A window of ``num_jobs`` consecutive jobs drawn from the trace with the env's RNG, re-based
+    to time 0 and rescaled to the offered ``load``; the cluster is empty.
+
+    ## Episode End
+    Terminates when every job of the window has finished; truncates after ``max_steps`` steps
+    (default ``50 * num_jobs``). ``info["episode_metrics"]`` then holds the metrics of DESIGN
+    section 6 (avg/median/p95/p99 JCT, makespan, utilisation, rho, ...).
+
+    ## Arguments
+    ``gym.make("GpuCluster-v0", **options)`` with the fields of :class:`envs.engine.EnvConfig`:
+    ``trace`` (``None``: a seeded synthetic Philly-like trace; or a DataFrame / path),
+    ``cluster`` (preset name or :class:`traces.ClusterSpec`, default ``"small"``: 8 x 8 V100),
+    ``num_jobs`` (window size, 64), ``load`` (target offered load, 0.9; ``None`` keeps the
+    trace's arrivals), ``max_slots`` (K, 32), ``action_mode`` (``"pick"``/``"priority"``),
+    ``preemption`` (False), ``round_length`` (300 s), ``restart_overhead`` (30 s), ``reward``,
+    ``reward_scale``, ``known_durations`` (False), ``max_steps``, ``elastic_fraction``,
+    ``trace_jobs`` / ``trace_seed`` (size and seed of the synthetic base trace), ``placer``.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, **options: Any) -> None:
+        self.engine = VectorEngine(1, EnvConfig(**self._split(options)))
+        self.observation_space, self.action_space = _spaces(self.engine)
+        self._mask = np.ones(self.engine.K + 1, dtype=bool)
+
+    @staticmethod
+    def _split(options: dict) -> dict:
+        known = set(EnvConfig.__dataclass_fields__) - {"extra"}
+        extra = {k: v for k, v in options.items() if k not in known}
+        return {**{k: v for k, v in options.items() if k in known}, "extra": extra}
+
+    @property
+    def config(self) -> EnvConfig:
+        return self.engine.cfg
+
+    def _info(self) -> dict[str, Any]:
+        eng = self.engine
+        return {
+            "action_mask": self._mask.copy(),
+            "clock": float(eng.core.clock[0]),
+            "invalid_actions": int(eng.invalid[0]),
+            "jobs_done": int(eng.core.n_done[0]),
+        }
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        eng = self.engine
+        if seed is not None:
+            eng.rngs[0] = np.random.default_rng(seed)
+        eng.reset_envs(np.array([0]))
+        obs, mask = eng.observe()
+        self._mask = mask[0]
+        return obs[0], self._info()
+
+    def step(self, action):
+        eng = self.engine
+        if eng._needs_reset[0]:
+            raise RuntimeError("GpuClusterEnv.step called before reset() or after the episode ended")
+        reward, term, trunc, _invalid, _live = eng.step(np.asarray([action]).reshape(1, -1) if eng.cfg.action_mode == "priority" else np.array([action]))
+        obs, mask = eng.observe()
+        self._mask = mask[0]
+        info = self._info()
+        if term[0] or trunc[0]:
+            info["episode_metrics"] = eng.episode_metrics(0)
+        return obs[0], float(reward[0]), bool(term[0]), bool(trunc[0]), info
+
+    def action_masks(self) -> np.ndarray:
+        """The allowed actions now (for sb3-contrib's ``MaskablePPO``)."""
+        return self._mask.copy()
+
+    def episode_results(self):
+        """Per-job results of the current episode (DataFrame)."""
+        return self.engine.episode_results(0)
+
+
+class GpuClusterVectorEnv(VectorEnv):
+    """``num_envs`` GpuCluster environments stepped as one set of NumPy arrays.
+
+    Same options, spaces and dynamics as :class:`GpuClusterEnv`; env ``i`` reset with seed
+    ``seed + i`` follows the same trajectory as a single env reset with that seed. Finished envs
+    reset within the same step (``autoreset_mode = SAME_STEP``): the returned observation is
+    the new episode's first, and ``infos["final_obs"]`` / ``infos["final_info"]`` (masked by
+    ``infos["_final_obs"]``) hold the last observation and info of the finished episode,
+    including its ``episode_metrics``.
+    """
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs: int = 1, **options: Any) -> None:
+        self.num_envs = int(num_envs)
+        self.engine = VectorEngine(self.num_envs, EnvConfig(**GpuClusterEnv._split(options)))
+        self.single_observation_space, self.single_action_space = _spaces(self.engine)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._mask = np.ones((self.num_envs, self.engine.K + 1), dtype=bool)
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        eng = self.engine
+        if seed is None:
+            seeds: list[int | None] = [None] * self.num_envs
+        elif isinstance(seed, int):
+            seeds = [seed + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+        for i, s in enumerate(seeds):
+            if s is not None or eng._needs_reset[i]:
+                eng.rngs[i] = np.random.default_rng(s)
+        eng.reset_envs(np.arange(self.num_envs))
+        obs, self._mask = eng.observe()
+        return obs, self._infos()
+
+    def _infos(self) -> dict[str, Any]:
+        eng = self.engine
+        ones = np.ones(self.num_envs, dtype=bool)
+        return {
+            "action_mask": self._mask.copy(), "_action_mask": ones,
+            "clock": eng.core.clock.copy(), "_clock": ones,
+            "invalid_actions": eng.invalid.copy(), "_invalid_actions": ones,
+            "jobs_done": eng.core.n_done.copy(), "_jobs_done": ones,
+        }
+
+    def step(self, actions):
+        eng = self.engine
+        reward, term, trunc, _invalid, _live = eng.step(np.asarray(actions))
+        done = term | trunc
+        obs, mask = eng.observe()
+        infos = {}
+        if done.any():
+            self._mask = mask
+            final_infos = self._infos()
+            idx = np.flatnonzero(done)
+            final_obs = np.empty(self.num_envs, dtype=object)
+            final_info = np.empty(self.num_envs, dtype=object)
+            for i in idx:
+                final_obs[i] = obs[i].copy()
+                info_i = {k: v[i] for k, v in final_infos.items() if not k.startswith("_")}
+                info_i["episode_metrics"] = eng.episode_metrics(int(i))
+                final_info[i] = info_i
+            eng.reset_envs(idx)
+            obs, mask = eng.observe()
+            infos.update({"final_obs": final_obs, "_final_obs": done.copy(),
+                          "final_info": final_info, "_final_info": done.copy()})
+        self._mask = mask
+        infos.update(self._infos())
+        return obs, reward, term, trunc, infos
+
+    def action_masks(self) -> np.ndarray:
+        """``(num_envs, K + 1)`` allowed actions now."""
+        return self._mask.copy()

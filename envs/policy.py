@@ -1,0 +1,150 @@
+"""The interface between schedulers and the simulation core.
+
+A policy looks at a read-only :class:`ClusterView` of a batch of envs and returns a decision:
+
+- :class:`Priority`: a score per slot; the core's greedy gang allocator serves jobs in score
+  order (most classic heuristics are exactly a score function), or
+- :class:`Allocation`: GPU count and type per slot, applied as given (elastic and
+  heterogeneity-aware policies), or
+- ``None``: keep the current allocation.
+
+The same policy object runs in :func:`envs.simulate` (one env, whole trace) and over the
+Gymnasium vector env (many envs at once): it must work on the leading env axis and never loop
+over envs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.core import RUNNING, WAITING, ClusterCore
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+class ClusterView:
+    """Read-only view of a :class:`~envs.core.ClusterCore` (all arrays ``(E, S)`` unless noted).
+
+    ``remaining`` (reference-seconds of work left) and ``work`` are only available when durations
+    are known to the scheduler; otherwise reading them raises ``PermissionError``.
+    """
+
+    def __init__(self, core: ClusterCore, *, known_durations: bool = True) -> None:
+        self._core = core
+        self.known_durations = known_durations
+        self.at_round_boundary = np.zeros(core.E, dtype=bool)
+
+    # cluster
+    num_envs = property(lambda self: self._core.E)
+    gpu_types = property(lambda self: self._core.gpu_types)
+    capacity = property(lambda self: _ro(self._core.capacity))  # (T,)
+    total_gpus = property(lambda self: self._core.total_gpus)
+    clock = property(lambda self: _ro(self._core.clock))  # (E,)
+    free_per_node = property(lambda self: _ro(self._core.free))  # (E, N)
+    node_type = property(lambda self: _ro(self._core.node_type))  # (N,)
+    speed = property(lambda self: _ro(self._core.speed))  # (models, T)
+
+    def free_per_type(self) -> np.ndarray:
+        """``(E, T)`` free GPUs per type."""
+        return self._core.free_per_type()
+
+    # jobs in slots
+    job = property(lambda self: _ro(self._core.s_job))  # position in the env's workload, -1 empty
+    status = property(lambda self: _ro(self._core.s_status))
+    waiting = property(lambda self: self._core.s_status == WAITING)
+    running = property(lambda self: self._core.s_status == RUNNING)
+    submit = property(lambda self: _ro(self._core.s_submit))
+    gpus = property(lambda self: _ro(self._core.s_gpus))  # requested
+    min_gpus = property(lambda self: _ro(self._core.s_min))
+    max_gpus = property(lambda self: _ro(self._core.s_max))
+    model = property(lambda self: _ro(self._core.s_model))
+    allocated = property(lambda self: _ro(self._core.s_n))
+    gpu_type = property(lambda self: _ro(self._core.s_t))
+    attained = property(lambda self: _ro(self._core.s_attained))  # GPU-seconds held so far
+    progress = property(lambda self: _ro(self._core.s_done))  # reference-seconds done
+    rate = property(lambda self: _ro(self._core.s_rate))
+    restarting = property(lambda self: self._core.s_restart_until > self._core.clock[:, None])
+    started = property(lambda self: _ro(self._core.s_started))
+
+    @property
+    def waited(self) -> np.ndarray:
+        return np.where(self._core.s_status > 0, self._core.clock[:, None] - self._core.s_submit, 0.0)
+
+    @property
+    def work(self) -> np.ndarray:
+        if not self.known_durations:
+            raise PermissionError("job durations are hidden from the scheduler (known_durations=False)")
+        return _ro(self._core.s_work)
+
+    @property
+    def remaining(self) -> np.ndarray:
+        return self.work - self._core.s_done
+
+
+@dataclass(frozen=True)
+class Priority:
+    """Serve jobs in decreasing ``scores`` (``(E, S)``; ``-inf``/NaN: leave out).
+
+    ``preempt``: running jobs compete too and lose their GPUs if outranked (a bool, or an
+    ``(E,)`` mask of the envs where preemption happens now). ``backfill``: skip jobs that do not
+    fit (False: strict head-of-line).
+    """
+
+    scores: np.ndarray
+    backfill: bool = True
+    preempt: bool | np.ndarray = False
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """GPU count ``n`` and GPU type index ``t`` per slot (each ``(E, S)``)."""
+
+    n: np.ndarray
+    t: np.ndarray
+
+
+class Policy(ABC):
+    """Base class of schedulers. Subclasses set the class attributes and implement :meth:`decide`.
+
+    ``needs_durations``: refuses to run when durations are hidden. ``round_length``: the
+    re-scheduling period the policy expects (seconds, ``None`` for event-driven only).
+    """
+
+    name: str = "policy"
+    needs_durations: bool = False
+    round_length: float | None = None
+
+    def reset(self, view: ClusterView) -> None:
+        """Called once before a replay or when the envs are (re)built."""
+        if self.needs_durations and not view.known_durations:
+            raise ValueError(f"policy {self.name!r} needs job durations, but they are hidden (known_durations=False)")
+
+    @abstractmethod
+    def decide(self, view: ClusterView) -> Priority | Allocation | None:
+        """The decision at the current event of every env in ``view``."""
+
+
+def execute(core: ClusterCore, decision: Priority | Allocation | None, envs: np.ndarray | None = None) -> None:
+    """Carry out a policy's decision on the envs in the mask ``envs`` (all by default)."""
+    if decision is None:
+        return
+    mask = np.ones(core.E, dtype=bool) if envs is None else envs
+    if isinstance(decision, Allocation):
+        core.apply(decision.n, decision.t, mask)
+        return
+    preempt = np.broadcast_to(np.asarray(decision.preempt, dtype=bool), (core.E,)) & mask
+    scores = np.asarray(decision.scores, dtype=np.float64)
+    if preempt.any():
+        n, t = core.greedy(scores, backfill=decision.backfill, preempt=True, envs=preempt)
+        core.apply(n, t, preempt)
+    rest = mask & ~preempt
+    if rest.any():
+        n, t = core.greedy(scores, backfill=decision.backfill, preempt=False, envs=rest)
+        core.apply(n, t, rest)
