@@ -112,6 +112,7 @@ class ClusterCore:
         self.contention = np.zeros(self.E)  # integral of jobs in system over time
         self.gpu_seconds = np.zeros(self.E)
         self.n_active = np.zeros(self.E, dtype=np.int64)
+        self._cache: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ storage
     def _alloc_jobs(self, J: int) -> None:
@@ -169,6 +170,7 @@ class ClusterCore:
         arrays ``submit, work, gpus, model, min_gpus, max_gpus`` plus ``num_jobs`` ``(len(envs),)``
         (the fast path used by the Gymnasium envs to reset many envs at once).
         """
+        self._cache = None
         envs = np.asarray(envs, dtype=np.int64)
         if isinstance(workloads, dict):
             arrays, counts = workloads, np.asarray(workloads["num_jobs"], dtype=np.int64)
@@ -259,8 +261,13 @@ class ClusterCore:
         return np.where(run, fin, _INF)
 
     def next_event(self) -> np.ndarray:
-        """``(E,)`` time of each env's next event (inf when the env has nothing left)."""
-        t_fin = self.finish_estimate().min(axis=1)
+        """``(E,)`` time of each env's next event (inf when the env has nothing left).
+
+        Cached until the state next changes (every mutating method drops the cache)."""
+        if self._cache is not None:
+            return self._cache[0]
+        fin = self.finish_estimate()
+        t_fin = fin.min(axis=1)
         idx = np.minimum(self.next_job, self.J - 1)
         t_arr = np.where(self.next_job < self.n_jobs, self.j_submit[np.arange(self.E), idx], _INF)
         restarting = (self.s_status == RUNNING) & (self.s_restart_until > self.clock[:, None])
@@ -269,6 +276,7 @@ class ClusterCore:
         if self.round_length is not None:
             t_round = (np.floor(self.clock / self.round_length) + 1.0) * self.round_length
             t_next = np.minimum(t_next, np.where(self.n_active > 0, t_round, _INF))
+        self._cache = (t_next, fin)
         return t_next
 
     # ------------------------------------------------------------------ time
@@ -278,11 +286,12 @@ class ClusterCore:
         E = self.E
         mask = np.ones(E, dtype=bool) if envs is None else np.asarray(envs, dtype=bool)
         t_next = self.next_event()
+        fin = self._cache[1]
+        self._cache = None
         mask = mask & np.isfinite(t_next)
         t_next = np.where(mask, t_next, self.clock)
         dt = t_next - self.clock
         run = self.s_status == RUNNING
-        fin = self.finish_estimate()
         resume = np.maximum(self.clock[:, None], self.s_restart_until)
         eff = np.clip(t_next[:, None] - resume, 0.0, None)
         self.s_done = np.where(run, self.s_done + self.s_rate * eff, self.s_done)
@@ -328,6 +337,7 @@ class ClusterCore:
             arriving = mask & (self.next_job < self.n_jobs) & (self.j_submit[rows, idx] <= self.clock)
             if not arriving.any():
                 return
+            self._cache = None
             empty = self.s_status == EMPTY
             while not empty[arriving].any(axis=1).all():
                 self._grow_slots()
@@ -368,6 +378,7 @@ class ClusterCore:
         """
         if len(e) == 0:
             return
+        self._cache = None
         if take is None:
             take = self.placer(self.free[e], self.node_type, t, n)
         self.free[e] -= take
@@ -395,6 +406,7 @@ class ClusterCore:
         """Take running jobs off their GPUs (they wait again, progress kept: a checkpoint)."""
         if len(e) == 0:
             return
+        self._cache = None
         self.free[e] += self.s_place[e, s]
         self.s_place[e, s] = 0
         self.s_n[e, s] = 0

@@ -12,6 +12,10 @@ consecutive jobs, re-bases them to time 0 and rescales their arrivals to the tar
 is vectorised over the envs being reset.
 
 Resets of finished envs happen inside ``step`` (same-step autoreset) and touch only those envs.
+
+A step costs one pass of array operations over all envs: an env whose only allowed action is
+to advance is not advanced automatically (that would make every step loop until the slowest env
+has a choice); its mask simply allows nothing else.
 """
 
 from __future__ import annotations
@@ -125,6 +129,7 @@ class VectorEngine:
         self.T = self.core.T
         self.M = len(models.MODELS)
         self.F = len(SLOT_FEATURES)
+        self._model_ids = np.arange(self.M)
         self.obs_dim = self.K * self.F + self.T + 5
         self.max_steps = int(cfg.max_steps) if cfg.max_steps is not None else 50 * cfg.num_jobs
         self.rngs = [np.random.default_rng() for _ in range(self.E)]
@@ -181,9 +186,7 @@ class VectorEngine:
         self.last_dt[envs] = 0.0
         self.at_round[envs] = False
         self._needs_reset[envs] = False
-        mask = np.zeros(self.E, dtype=bool)
-        mask[envs] = True
-        self._skip_trivial(mask, np.zeros(self.E))
+        self._refresh()
 
     def _sync_slot_arrays(self) -> None:
         S = self.core.S
@@ -220,6 +223,10 @@ class VectorEngine:
         self.vis = vis
         return vis
 
+    def _refresh(self) -> None:
+        """Recompute the visible slots and the action masks after the state changed."""
+        self.mask = self.action_masks()
+
     def action_masks(self) -> np.ndarray:
         """``(E, K + 1)`` boolean: which actions are allowed now (pick mode semantics)."""
         vis = self.visible_slots()
@@ -234,33 +241,30 @@ class VectorEngine:
     def observe(self) -> tuple[np.ndarray, np.ndarray]:
         """Observations ``(E, obs_dim)`` float32 in [0, 1] and action masks ``(E, K + 1)``."""
         c = self.core
-        mask = self.action_masks()
-        vis = self.vis
-        g = lambda a: np.take_along_axis(a, vis, axis=1)  # noqa: E731
+        mask = self.mask
+        flat = (self.vis + (np.arange(self.E) * c.S)[:, None]).ravel()
+        g = lambda a: a.reshape(-1)[flat].reshape(self.E, self.K)  # noqa: E731
         st = g(c.s_status)
         present = st != EMPTY
-        waiting = st == WAITING
         running = st == RUNNING
         clock = c.clock[:, None]
-        feats = np.zeros((self.E, self.K, self.F), dtype=np.float64)
+        obs = np.empty((self.E, self.obs_dim), dtype=np.float32)
+        feats = obs[:, : self.K * self.F].reshape(self.E, self.K, self.F)
         feats[..., 0] = present
-        feats[..., 1] = waiting
+        feats[..., 1] = st == WAITING
         feats[..., 2] = running
-        feats[..., 3] = g(self.repick) & waiting
+        feats[..., 3] = g(self.repick)
         feats[..., 4] = mask[:, : self.K]
-        gpus = g(c.s_gpus)
-        feats[..., 5] = np.where(present, np.log2(1 + gpus) / np.log2(1 + c.total_gpus), 0.0)
-        feats[..., 6] = np.where(present, _squash(clock - g(c.s_submit), 3600.0), 0.0)
-        feats[..., 7] = np.where(present, _squash(g(c.s_attained), 3600.0), 0.0)
+        feats[..., 5] = np.log2(1 + g(c.s_gpus) * present) / np.log2(1 + c.total_gpus)
+        feats[..., 6] = _squash((clock - g(c.s_submit)) * present, 3600.0)
+        feats[..., 7] = _squash(g(c.s_attained), 3600.0)
         feats[..., 8] = g(c.s_n) / c.total_gpus
         feats[..., 9] = running & (g(c.s_restart_until) > clock)
         if self.cfg.known_durations:
-            feats[..., 10] = np.where(present, _squash(g(c.s_work) - g(c.s_done), 3600.0), 0.0)
-        model = g(c.s_model)
-        for m in range(self.M):
-            feats[..., 11 + m] = present & (model == m)
-        obs = np.empty((self.E, self.obs_dim), dtype=np.float32)
-        obs[:, : self.K * self.F] = feats.reshape(self.E, -1)
+            feats[..., 10] = _squash((g(c.s_work) - g(c.s_done)) * present, 3600.0)
+        else:
+            feats[..., 10] = 0.0
+        feats[..., 11:] = (g(c.s_model)[..., None] == self._model_ids) & present[..., None]
         o = self.K * self.F
         obs[:, o : o + self.T] = c.free_per_type() / c.capacity[None, :]
         queued = (c.s_status == WAITING).sum(axis=1)
@@ -336,25 +340,6 @@ class VectorEngine:
             self.repick[e, s] = False
         c.start(e, s, t, req, take=take, in_place=in_place, restart_until=until)
 
-    def _skip_trivial(self, envs: np.ndarray, reward: np.ndarray) -> None:
-        """Advance envs whose only allowed action is to advance (pick mode), or that have no job
-        waiting (priority mode), until each has a real choice or is done."""
-        c = self.core
-        while True:
-            live = envs & ~c.done
-            if not live.any():
-                return
-            if self.cfg.action_mode == "pick":
-                mask = self.action_masks()
-                trivial = live & ~mask[:, : self.K].any(axis=1)
-            else:
-                trivial = live & ~(c.s_status == WAITING).any(axis=1)
-                if self.cfg.preemption:
-                    trivial &= ~self.at_round
-            if not trivial.any():
-                return
-            self._advance(trivial, reward)
-
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Apply one action per env. Returns ``(reward, terminated, truncated, invalid, mask_used)``
         without resetting anything; the adapters handle observations and resets."""
@@ -364,7 +349,7 @@ class VectorEngine:
         live = ~c.done
         if self.cfg.action_mode == "pick":
             a = np.asarray(actions).reshape(E).astype(np.int64)
-            mask = self.action_masks()
+            mask = self.mask
             in_range = (a >= 0) & (a <= K)
             ok = in_range & mask[np.arange(E), np.clip(a, 0, K)]
             invalid = live & ~ok
@@ -382,7 +367,7 @@ class VectorEngine:
             scores = np.asarray(actions, dtype=np.float64).reshape(E, K)
             bad = ~np.isfinite(scores)
             invalid = live & bad.any(axis=1)
-            vis = self.visible_slots()
+            vis = self.vis
             full = np.full((E, c.S), -np.inf)
             # running jobs that are not visible keep their GPUs
             full[c.s_status == RUNNING] = np.inf
@@ -399,7 +384,7 @@ class VectorEngine:
                 n, t = c.greedy(np.where(c.s_status == WAITING, -c.s_job.astype(float), -np.inf), envs=stuck)
                 c.apply(n, t, stuck)
             self._advance(live, reward)
-        self._skip_trivial(live, reward)
+        self._refresh()
         self.steps += live
         self.invalid += invalid
         self.ep_return += reward
@@ -414,7 +399,7 @@ class VectorEngine:
         return metrics.from_core(self.core, e, ids)
 
     def episode_metrics(self, e: int) -> dict[str, float]:
-        out = metrics.summarize(self.episode_results(e), self.core.total_gpus)
+        out = metrics.summarize_core(self.core, e)
         out["invalid_actions"] = float(self.invalid[e])
         out["steps"] = float(self.steps[e])
         out["return"] = float(self.ep_return[e])

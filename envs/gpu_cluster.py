@@ -44,7 +44,7 @@ class GpuClusterEnv(gym.Env):
     ``preemption=True`` every round boundary opens a re-pick: running jobs become waiting
     candidates again (feature ``repick``), the agent picks the round's set afresh, a job picked
     again keeps its placement and pays nothing, and candidates not picked by the next advance
-    are preempted. Steps where advancing is the only allowed action are taken automatically.
+    are preempted.
 
     ``action_mode="priority"``: ``Box(-1, 1, (K,))``, a score per visible slot; the core's
     greedy gang allocator starts waiting jobs in score order (backfilling what fits), then time

@@ -47,39 +47,73 @@ def job_results(
 
 def summarize(results: pd.DataFrame, total_gpus: int) -> dict[str, float]:
     """The metrics of a replay or episode from its :func:`job_results` table."""
-    done = results[results["finish"].notna()]
-    jct = done["jct"].to_numpy(float)
-    out: dict[str, float] = {"jobs": float(len(results)), "unfinished": float(len(results) - len(done))}
-    if len(done) == 0:
+    col = lambda name: results[name].to_numpy(np.float64)  # noqa: E731
+    return summarize_arrays(col("submit"), col("finish"), col("queueing_delay"), col("slowdown"),
+                            col("rho"), col("gpu_seconds"), col("preemptions"), col("restarts"), total_gpus)
+
+
+def summarize_arrays(
+    submit: np.ndarray, finish: np.ndarray, queueing_delay: np.ndarray, slowdown: np.ndarray,
+    rho: np.ndarray, gpu_seconds: np.ndarray, preemptions: np.ndarray, restarts: np.ndarray,
+    total_gpus: int,
+) -> dict[str, float]:
+    """:func:`summarize` on plain arrays (one entry per job; ``finish`` NaN if unfinished)."""
+    done = ~np.isnan(finish)
+    out: dict[str, float] = {"jobs": float(len(submit)), "unfinished": float((~done).sum())}
+    if not done.any():
         return out
-    makespan = float(done["finish"].max() - results["submit"].min())
+    jct = finish[done] - submit[done]
+    makespan = float(finish[done].max() - submit.min())
+    r = rho[done]
     out.update({
         "avg_jct": float(jct.mean()),
         "median_jct": float(np.median(jct)),
         "p95_jct": float(np.percentile(jct, 95)),
         "p99_jct": float(np.percentile(jct, 99)),
         "makespan": makespan,
-        "avg_queueing_delay": float(done["queueing_delay"].mean()),
-        "avg_slowdown": float(done["slowdown"].mean()),
-        "utilization": float(results["gpu_seconds"].sum() / (total_gpus * makespan)) if makespan > 0 else 0.0,
-        "avg_rho": float(done["rho"].mean()),
-        "max_rho": float(done["rho"].max()),
-        "unfair_fraction": float((done["rho"] > 1.0 + 1e-9).mean()),
-        "preemptions": float(results["preemptions"].sum()),
-        "preemptions_per_job": float(results["preemptions"].mean()),
-        "restarts_per_job": float(results["restarts"].mean()),
+        "avg_queueing_delay": float(queueing_delay[done].mean()),
+        "avg_slowdown": float(slowdown[done].mean()),
+        "utilization": float(gpu_seconds.sum() / (total_gpus * makespan)) if makespan > 0 else 0.0,
+        "avg_rho": float(r.mean()),
+        "max_rho": float(r.max()),
+        "unfair_fraction": float((r > 1.0 + 1e-9).mean()),
+        "preemptions": float(preemptions.sum()),
+        "preemptions_per_job": float(preemptions.mean()),
+        "restarts_per_job": float(restarts.mean()),
     })
     return out
 
 
-def from_core(core, e: int, job_id: np.ndarray | None = None) -> pd.DataFrame:
-    """:func:`job_results` for env ``e`` of a :class:`envs.core.ClusterCore`."""
+def _core_arrays(core, e: int) -> dict[str, np.ndarray]:
     n = int(core.n_jobs[e])
     sl = (e, slice(0, n))
-    finished = ~np.isnan(core.j_finish[sl])
-    contention = np.where(finished, core.j_cont_finish[sl] - core.j_cont_submit[sl], np.nan)
-    return job_results(
-        job_id if job_id is not None else np.arange(n), core.j_submit[sl], core.j_start[sl],
-        core.j_finish[sl], core.j_gpus[sl], core.j_gpus_used[sl], core.j_work[sl],
-        core.j_preempt[sl], core.j_restarts[sl], core.j_gpu_sec[sl], contention, core.total_gpus,
-    )
+    finish = core.j_finish[sl]
+    submit = core.j_submit[sl]
+    work = core.j_work[sl]
+    gpus = core.j_gpus[sl]
+    jct = finish - submit
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_avg = np.where(jct > 0, (core.j_cont_finish[sl] - core.j_cont_submit[sl]) / jct, 1.0)
+        rho = jct / (work * np.maximum(1.0, n_avg * gpus / core.total_gpus))
+    # GPU time of jobs still running (a truncated episode) counts too
+    active = core.s_status[e] != 0
+    gpu_sec = core.j_gpu_sec[sl].copy()
+    gpu_sec[core.s_job[e][active]] += core.s_attained[e][active]
+    return {"submit": submit, "first_start": core.j_start[sl], "finish": finish, "num_gpus": gpus,
+            "gpus_last": core.j_gpus_used[sl], "duration": work, "jct": jct,
+            "queueing_delay": core.j_start[sl] - submit, "slowdown": jct / work, "rho": rho,
+            "preemptions": core.j_preempt[sl], "restarts": core.j_restarts[sl], "gpu_seconds": gpu_sec}
+
+
+def from_core(core, e: int, job_id: np.ndarray | None = None) -> pd.DataFrame:
+    """Per-job results (:data:`RESULT_COLUMNS`) of env ``e`` of a :class:`envs.core.ClusterCore`."""
+    arrays = _core_arrays(core, e)
+    ids = job_id if job_id is not None else np.arange(len(arrays["submit"]))
+    return pd.DataFrame({"job_id": ids, **arrays})[list(RESULT_COLUMNS)]
+
+
+def summarize_core(core, e: int) -> dict[str, float]:
+    """The metrics of env ``e`` straight from the core's arrays (no DataFrame: cheap per episode)."""
+    a = _core_arrays(core, e)
+    return summarize_arrays(a["submit"], a["finish"], a["queueing_delay"], a["slowdown"], a["rho"],
+                            a["gpu_seconds"], a["preemptions"], a["restarts"], core.total_gpus)

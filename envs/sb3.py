@@ -28,6 +28,7 @@ class GpuClusterVecEnv(VecEnv):
     def __init__(self, num_envs: int = 1, seed: int | None = None, **options: Any) -> None:
         self.engine = VectorEngine(num_envs, EnvConfig(**GpuClusterEnv._split(options)))
         obs_space, act_space = _spaces(self.engine)
+        self.render_mode = None
         super().__init__(num_envs, obs_space, act_space)
         self._seed = seed
         self._actions: np.ndarray | None = None
