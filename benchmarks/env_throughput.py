@@ -26,14 +26,14 @@ def random_legal(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def run(env, steps: int, rng: np.random.Generator) -> float:
-    obs, info = env.reset(seed=0)
+    _, info = env.reset(seed=0)
     masks = info["action_mask"]
     for _ in range(5):  # warm-up
-        obs, r, te, tr, info = env.step(random_legal(masks, rng))
+        *_, info = env.step(random_legal(masks, rng))
         masks = info["action_mask"]
     start = time.perf_counter()
     for _ in range(steps):
-        obs, r, te, tr, info = env.step(random_legal(masks, rng))
+        _obs, _r, _te, _tr, info = env.step(random_legal(masks, rng))
         masks = info["action_mask"]
     return steps * env.num_envs / (time.perf_counter() - start)
 

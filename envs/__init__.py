@@ -18,10 +18,10 @@ __all__ = [
     "simulate",
 ]
 
-from gymnasium.envs.registration import register, registry  # noqa: E402
+from gymnasium.envs.registration import register, registry
 
-from envs.engine import EnvConfig, VectorEngine  # noqa: E402
-from envs.gpu_cluster import GpuClusterEnv, GpuClusterVectorEnv  # noqa: E402
+from envs.engine import EnvConfig, VectorEngine
+from envs.gpu_cluster import GpuClusterEnv, GpuClusterVectorEnv
 
 if "GpuCluster-v0" not in registry:
     register(

@@ -496,7 +496,7 @@ class ClusterCore:
         current type if running, else to the fastest type for its model with room. Ties break
         on workload order. Returns the allocation ``(n, t)`` for :meth:`apply`.
         """
-        E, S = self.E, self.S
+        E, _S = self.E, self.S
         envs = np.ones(E, dtype=bool) if envs is None else np.asarray(envs, dtype=bool)
         scores = np.where(np.isnan(scores), -_INF, scores)
         run = self.s_status == RUNNING

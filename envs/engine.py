@@ -34,11 +34,7 @@ from traces.clusters import ClusterSpec
 
 ACTION_MODES = ("pick", "priority")
 REWARDS = ("jct", "slowdown", "utilization")
-SLOT_FEATURES = (
-    "present", "waiting", "running", "repick", "fits", "gpus", "waited", "attained", "allocated",
-    "restarting", "remaining",
-) + tuple(f"model_{m}" for m in models.MODELS)
-_BIG = np.int64(1) << 40
+SLOT_FEATURES = ("present", "waiting", "running", "repick", "fits", "gpus", "waited", "attained", "allocated", "restarting", "remaining", *tuple(f"model_{m}" for m in models.MODELS))
 
 
 def _squash(x: np.ndarray, scale: float) -> np.ndarray:
@@ -130,6 +126,7 @@ class VectorEngine:
         self.M = len(models.MODELS)
         self.F = len(SLOT_FEATURES)
         self._model_ids = np.arange(self.M)
+        self._slot_ids = np.arange(self.core.S, dtype=np.int64)
         self.obs_dim = self.K * self.F + self.T + 5
         self.max_steps = int(cfg.max_steps) if cfg.max_steps is not None else 50 * cfg.num_jobs
         self.rngs = [np.random.default_rng() for _ in range(self.E)]
@@ -193,7 +190,7 @@ class VectorEngine:
         if self.repick.shape[1] == S:
             return
         old = self.repick.shape[1]
-        grow = lambda a, fill: np.concatenate([a, np.full((self.E, S - old) + a.shape[2:], fill, a.dtype)], axis=1)  # noqa: E731
+        grow = lambda a, fill: np.concatenate([a, np.full((self.E, S - old, *a.shape[2:]), fill, a.dtype)], axis=1)  # noqa: E731
         self.repick = grow(self.repick, False)
         self.prev_t = grow(self.prev_t, 0)
         self.prev_until = grow(self.prev_until, 0.0)
@@ -212,14 +209,14 @@ class VectorEngine:
         then running jobs oldest first; padded with empty slots."""
         c = self.core
         st = c.s_status
-        rank = np.where(st == WAITING, 0, np.where(st == RUNNING, 1, 2)).astype(np.int64)
-        key = rank * _BIG + np.where(st == EMPTY, 0, c.s_job)
-        if c.S > self.K:
-            part = np.argpartition(key, self.K - 1, axis=1)[:, : self.K]
-            order = np.argsort(np.take_along_axis(key, part, axis=1), axis=1, kind="stable")
-            vis = np.take_along_axis(part, order, axis=1)
-        else:
-            vis = np.argsort(key, axis=1, kind="stable")
+        # one packed int64 key per slot, (rank, job, slot): a plain sort orders and identifies
+        rank = np.where(st == WAITING, 0, np.where(st == RUNNING, 1, 2))
+        if len(self._slot_ids) != c.S:
+            self._slot_ids = np.arange(c.S, dtype=np.int64)
+        key = (rank << 58) | (np.where(st == EMPTY, 0, c.s_job) << 20) | self._slot_ids
+        if c.S > 2 * self.K:
+            key = np.partition(key, self.K - 1, axis=1)[:, : self.K]
+        vis = np.sort(key, axis=1)[:, : self.K] & 0xFFFFF
         self.vis = vis
         return vis
 
@@ -248,23 +245,25 @@ class VectorEngine:
         present = st != EMPTY
         running = st == RUNNING
         clock = c.clock[:, None]
-        obs = np.empty((self.E, self.obs_dim), dtype=np.float32)
-        feats = obs[:, : self.K * self.F].reshape(self.E, self.K, self.F)
-        feats[..., 0] = present
-        feats[..., 1] = st == WAITING
-        feats[..., 2] = running
-        feats[..., 3] = g(self.repick)
-        feats[..., 4] = mask[:, : self.K]
-        feats[..., 5] = np.log2(1 + g(c.s_gpus) * present) / np.log2(1 + c.total_gpus)
-        feats[..., 6] = _squash((clock - g(c.s_submit)) * present, 3600.0)
-        feats[..., 7] = _squash(g(c.s_attained), 3600.0)
-        feats[..., 8] = g(c.s_n) / c.total_gpus
-        feats[..., 9] = running & (g(c.s_restart_until) > clock)
+        # built feature-major (contiguous rows), transposed once into the observation
+        feats = np.empty((self.F, self.E, self.K), dtype=np.float32)
+        feats[0] = present
+        feats[1] = st == WAITING
+        feats[2] = running
+        feats[3] = g(self.repick)
+        feats[4] = mask[:, : self.K]
+        feats[5] = np.log2(1 + g(c.s_gpus) * present) / np.log2(1 + c.total_gpus)
+        feats[6] = _squash((clock - g(c.s_submit)) * present, 3600.0)
+        feats[7] = _squash(g(c.s_attained), 3600.0)
+        feats[8] = g(c.s_n) / c.total_gpus
+        feats[9] = running & (g(c.s_restart_until) > clock)
         if self.cfg.known_durations:
-            feats[..., 10] = _squash((g(c.s_work) - g(c.s_done)) * present, 3600.0)
+            feats[10] = _squash((g(c.s_work) - g(c.s_done)) * present, 3600.0)
         else:
-            feats[..., 10] = 0.0
-        feats[..., 11:] = (g(c.s_model)[..., None] == self._model_ids) & present[..., None]
+            feats[10] = 0.0
+        feats[11:] = (g(c.s_model)[None] == self._model_ids[:, None, None]) & present[None]
+        obs = np.empty((self.E, self.obs_dim), dtype=np.float32)
+        obs[:, : self.K * self.F] = feats.transpose(1, 2, 0).reshape(self.E, -1)
         o = self.K * self.F
         obs[:, o : o + self.T] = c.free_per_type() / c.capacity[None, :]
         queued = (c.s_status == WAITING).sum(axis=1)

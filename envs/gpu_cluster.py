@@ -6,7 +6,7 @@ The single environment and its natively vectorised twin live here, both thin ada
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -95,7 +95,7 @@ class GpuClusterEnv(gym.Env):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, **options: Any) -> None:
         self.engine = VectorEngine(1, EnvConfig(**self._split(options)))
@@ -163,7 +163,7 @@ class GpuClusterVectorEnv(VectorEnv):
     including its ``episode_metrics``.
     """
 
-    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata: ClassVar[dict] = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, num_envs: int = 1, **options: Any) -> None:
         self.num_envs = int(num_envs)

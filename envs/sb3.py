@@ -80,7 +80,7 @@ class GpuClusterVecEnv(VecEnv):
     def close(self) -> None:
         pass
 
-    def seed(self, seed: int | None = None) -> Sequence[None | int]:
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
         self._seed = seed
         return [None if seed is None else seed + i for i in range(self.num_envs)]
 
