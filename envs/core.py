@@ -318,7 +318,7 @@ class ClusterCore:
             self.j_finish[e, j] = self.clock[e]
             self.j_cont_finish[e, j] = self.contention[e]
             self.j_gpu_sec[e, j] = self.s_attained[e, s]
-            self.free[e] += self.s_place[e, s]
+            np.add.at(self.free, e, self.s_place[e, s])  # e repeats: accumulate
             self._clear(e, s)
             np.add.at(self.n_done, e, 1)
             np.add.at(self.n_active, e, -1)
@@ -378,6 +378,10 @@ class ClusterCore:
         """
         if len(e) == 0:
             return
+        if (self.s_status[e, s] != WAITING).any():
+            i = int(np.flatnonzero(self.s_status[e, s] != WAITING)[0])
+            what = "already running (placed twice)" if self.s_status[e[i], s[i]] == RUNNING else "finished or absent"
+            raise AllocationError(f"env {e[i]}, slot {s[i]}: cannot start a job that is {what}")
         self._cache = None
         if take is None:
             take = self.placer(self.free[e], self.node_type, t, n)
@@ -407,7 +411,7 @@ class ClusterCore:
         if len(e) == 0:
             return
         self._cache = None
-        self.free[e] += self.s_place[e, s]
+        np.add.at(self.free, e, self.s_place[e, s])  # e repeats: accumulate
         self.s_place[e, s] = 0
         self.s_n[e, s] = 0
         self.s_rate[e, s] = 0.0

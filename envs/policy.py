@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.core import RUNNING, WAITING, ClusterCore
+from envs.core import RUNNING, WAITING, AllocationError, ClusterCore
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -108,6 +108,19 @@ class Allocation:
 
     n: np.ndarray
     t: np.ndarray
+
+    @classmethod
+    def from_counts(cls, counts: np.ndarray) -> Allocation:
+        """From GPU counts per slot and GPU type, ``(E, S, T)``. A job given GPUs of two types
+        would be placed twice (a gang runs on one type): :class:`AllocationError`."""
+        counts = np.asarray(counts)
+        if counts.ndim != 3:
+            raise AllocationError(f"counts must have shape (num_envs, slots, gpu_types), got {counts.shape}")
+        twice = (counts > 0).sum(axis=2) > 1
+        if twice.any():
+            e, s = np.argwhere(twice)[0]
+            raise AllocationError(f"env {e}, slot {s}: job placed twice, on GPU types {np.flatnonzero(counts[e, s]).tolist()}; a gang runs on one GPU type")
+        return cls(counts.sum(axis=2), counts.argmax(axis=2))
 
 
 class Policy(ABC):
