@@ -33,6 +33,7 @@ shared gang allocator that serves jobs in priority order. Invalid allocations ra
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -43,6 +44,7 @@ from traces.clusters import ClusterSpec
 
 EMPTY, WAITING, RUNNING = 0, 1, 2
 _INF = np.inf
+_NO_JOB = np.iinfo(np.int64).max
 
 
 class AllocationError(ValueError):
@@ -142,7 +144,12 @@ class ClusterCore:
         ("s_min", np.int64, 1), ("s_max", np.int64, 1), ("s_n", np.int64, 0), ("s_t", np.int64, 0),
         ("s_rate", np.float64, 0.0), ("s_done", np.float64, 0.0), ("s_restart_until", np.float64, -_INF),
         ("s_attained", np.float64, 0.0), ("s_nodes", np.int64, 0), ("s_started", bool, False),
+        ("s_inv_work", np.float64, 0.0),
     )
+    _FILL: ClassVar[dict] = {name: fill for name, _dtype, fill in _SLOT_FIELDS}
+    # what a finished job's slot must forget (the rest is overwritten when a job arrives)
+    _CLEAR_FIELDS = ("s_job", "s_status", "s_n", "s_rate", "s_done", "s_restart_until",
+                     "s_attained", "s_nodes", "s_started", "s_inv_work")
 
     def _alloc_slots(self, S: int) -> None:
         self.S = S
@@ -293,14 +300,12 @@ class ClusterCore:
         dt = t_next - self.clock
         run = self.s_status == RUNNING
         resume = np.maximum(self.clock[:, None], self.s_restart_until)
-        eff = np.clip(t_next[:, None] - resume, 0.0, None)
-        self.s_done = np.where(run, self.s_done + self.s_rate * eff, self.s_done)
-        held = self.s_n * dt[:, None]
-        self.s_attained += held
-        active = self.s_status != EMPTY
+        # rate is 0 off the GPUs, so only running jobs progress
+        self.s_done += self.s_rate * np.clip(t_next[:, None] - resume, 0.0, None)
+        self.s_attained += self.s_n * dt[:, None]
         gpu_time = self.s_n.sum(axis=1) * dt
         jobs_time = self.n_active * dt
-        slowdown_time = np.where(active, 1.0 / self.s_work, 0.0).sum(axis=1) * dt
+        slowdown_time = self.s_inv_work.sum(axis=1) * dt
         self.gpu_seconds += gpu_time
         self.contention += jobs_time
         round_hit = np.zeros(E, dtype=bool)
@@ -326,8 +331,8 @@ class ClusterCore:
         return StepStats(dt, jobs_time, slowdown_time, gpu_time, completed, round_hit)
 
     def _clear(self, e: np.ndarray, s: np.ndarray) -> None:
-        for name, _dtype, fill in self._SLOT_FIELDS:
-            getattr(self, name)[e, s] = fill
+        for name in self._CLEAR_FIELDS:
+            getattr(self, name)[e, s] = self._FILL[name]
         self.s_place[e, s] = 0
 
     def _admit(self, mask: np.ndarray) -> None:
@@ -349,6 +354,7 @@ class ClusterCore:
             self.s_status[e, s] = WAITING
             self.s_submit[e, s] = self.j_submit[e, j]
             self.s_work[e, s] = self.j_work[e, j]
+            self.s_inv_work[e, s] = 1.0 / self.j_work[e, j]
             self.s_gpus[e, s] = self.j_gpus[e, j]
             self.s_model[e, s] = self.j_model[e, j]
             self.s_min[e, s] = self.j_min[e, j]
@@ -453,19 +459,23 @@ class ClusterCore:
             e, k = np.argwhere(over)[0]
             raise AllocationError(f"env {e}: {per_type[e, k]} GPUs of type {self.gpu_types[k]!r} allocated, cluster has {self.capacity[k]}")
 
-    def apply(self, n: np.ndarray, t: np.ndarray, envs: np.ndarray | None = None) -> None:
+    def apply(self, n: np.ndarray, t: np.ndarray, envs: np.ndarray | None = None, *, check: bool = True) -> None:
         """Make ``(n, t)`` the allocation of the envs in the boolean mask ``envs``.
 
         Jobs whose count and type are unchanged keep their placement and pay nothing; running
         jobs that get 0 are preempted; changed jobs are moved (and pay the restart overhead);
-        new jobs are placed in workload order by the placer.
+        new jobs are placed in workload order by the placer. ``check=False`` skips validation
+        (for allocations the core computed itself, such as :meth:`greedy`'s).
         """
         envs = np.ones(self.E, dtype=bool) if envs is None else np.asarray(envs, dtype=bool)
         n = np.where(envs[:, None], np.asarray(n, dtype=np.int64), self.s_n)
         t = np.where(envs[:, None] & (n > 0), np.asarray(t, dtype=np.int64), self.s_t)
-        self.check_allocation(n, t, envs)
         run = self.s_status == RUNNING
         keep = run & (n == self.s_n) & (t == self.s_t)
+        if ((n == 0) & ~run | keep).all():
+            return  # nothing changes
+        if check:
+            self.check_allocation(n, t, envs)
         change = run & ~keep
         e, s = np.nonzero(change)
         self.stop(e, s, preempted=False)
@@ -474,7 +484,7 @@ class ClusterCore:
         self._place_in_order((n > 0) & ~keep, n, t)
 
     def _place_in_order(self, todo: np.ndarray, n: np.ndarray, t: np.ndarray) -> None:
-        key = np.where(todo, self.s_job, np.iinfo(np.int64).max)
+        key = np.where(todo, self.s_job, _NO_JOB)
         order = np.argsort(key, axis=1, kind="stable")
         counts = todo.sum(axis=1)
         for r in range(int(counts.max(initial=0))):
@@ -489,6 +499,7 @@ class ClusterCore:
         backfill: bool = True,
         preempt: bool = False,
         envs: np.ndarray | None = None,
+        start_now: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The shared gang allocator: serve jobs in decreasing ``scores`` (``(E, S)``; ``-inf``
         or NaN = not a candidate), each on its requested GPU count.
@@ -498,8 +509,12 @@ class ClusterCore:
         it can, so :meth:`apply` leaves it in place). ``backfill=False`` stops an env at the
         first job that does not fit (strict head-of-line, as YARN-CS FIFO). A job goes to its
         current type if running, else to the fastest type for its model with room. Ties break
-        on workload order. Returns the allocation ``(n, t)`` for :meth:`apply`.
+        on workload order. Returns the allocation ``(n, t)`` for :meth:`apply`; with
+        ``start_now`` (only without ``preempt``) each served job is also started at once, in
+        score order, so nothing is left for :meth:`apply` to do.
         """
+        if start_now and preempt:
+            raise ValueError("start_now is for non-preemptive serving")
         E, _S = self.E, self.S
         envs = np.ones(E, dtype=bool) if envs is None else np.asarray(envs, dtype=bool)
         scores = np.where(np.isnan(scores), -_INF, scores)
@@ -514,9 +529,10 @@ class ClusterCore:
             n_new = self.s_n.copy()
         t_new = self.s_t.copy()
         cand &= scores > -_INF
+        if not cand.any():
+            return n_new, t_new
         req = self.s_gpus
-        job = np.where(cand, self.s_job, np.iinfo(np.int64).max)
-        speed = self.speed[self.s_model]  # (E, S, T)
+        job = np.where(cand, self.s_job, _NO_JOB)
         rows = np.arange(E)
         live = envs.copy()
         while live.any():
@@ -525,7 +541,7 @@ class ClusterCore:
             pool = fits if backfill else cand
             best = np.where(pool, scores, -_INF).max(axis=1)
             tie = pool & (scores == best[:, None])
-            s = np.where(tie, job, np.iinfo(np.int64).max).argmin(axis=1)
+            s = np.where(tie, job, _NO_JOB).argmin(axis=1)
             ok = live & tie.any(axis=1) & fits[rows, s]
             if not backfill:
                 live &= ok
@@ -539,11 +555,27 @@ class ClusterCore:
             room_es = room[e, s]
             cur = self.s_t[e, s]
             keep_type = run[e, s] & room_es[np.arange(len(e)), cur]
-            fastest = np.where(room_es, speed[e, s], -_INF).argmax(axis=1)
+            fastest = np.where(room_es, self.speed[self.s_model[e, s]], -_INF).argmax(axis=1)
             k = np.where(keep_type, cur, fastest)
             cap[e, k] -= r
             n_new[e, s] = r
             t_new[e, s] = k
+            if start_now:
+                self.start(e, s, k, r)
             cand[e, s] = False
-            job[e, s] = np.iinfo(np.int64).max
+            job[e, s] = _NO_JOB
         return n_new, t_new
+
+    def serve(self, scores: np.ndarray, *, backfill: bool = True, preempt: np.ndarray | bool = False,
+              envs: np.ndarray | None = None) -> None:
+        """Serve jobs by priority (:meth:`greedy`) and carry it out: envs in the ``preempt`` mask
+        re-decide their whole running set (:meth:`apply` keeps unchanged placements); the
+        others start waiting jobs on free GPUs."""
+        mask = np.ones(self.E, dtype=bool) if envs is None else np.asarray(envs, dtype=bool)
+        preempt = np.broadcast_to(np.asarray(preempt, dtype=bool), (self.E,)) & mask
+        if preempt.any():
+            n, t = self.greedy(scores, backfill=backfill, preempt=True, envs=preempt)
+            self.apply(n, t, preempt, check=False)
+        rest = mask & ~preempt
+        if rest.any():
+            self.greedy(scores, backfill=backfill, envs=rest, start_now=True)

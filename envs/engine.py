@@ -373,15 +373,10 @@ class VectorEngine:
             np.put_along_axis(full, vis, np.where(bad, -np.inf, np.clip(scores, -1.0, 1.0)), axis=1)
             full[c.s_status == EMPTY] = -np.inf
             preempt = live & self.at_round if self.cfg.preemption else np.zeros(E, dtype=bool)
-            for flag in (True, False):
-                group = live & (preempt == flag)
-                if group.any():
-                    n, t = c.greedy(full, backfill=True, preempt=flag, envs=group)
-                    c.apply(n, t, group)
+            c.serve(full, preempt=preempt, envs=live)
             stuck = live & ~np.isfinite(c.next_event()) & (c.s_status == WAITING).any(axis=1)
             if stuck.any():  # every visible score was invalid on an idle cluster: serve oldest first
-                n, t = c.greedy(np.where(c.s_status == WAITING, -c.s_job.astype(float), -np.inf), envs=stuck)
-                c.apply(n, t, stuck)
+                c.serve(np.where(c.s_status == WAITING, -c.s_job.astype(float), -np.inf), envs=stuck)
             self._advance(live, reward)
         self._refresh()
         self.steps += live

@@ -152,12 +152,5 @@ def execute(core: ClusterCore, decision: Priority | Allocation | None, envs: np.
     if isinstance(decision, Allocation):
         core.apply(decision.n, decision.t, mask)
         return
-    preempt = np.broadcast_to(np.asarray(decision.preempt, dtype=bool), (core.E,)) & mask
-    scores = np.asarray(decision.scores, dtype=np.float64)
-    if preempt.any():
-        n, t = core.greedy(scores, backfill=decision.backfill, preempt=True, envs=preempt)
-        core.apply(n, t, preempt)
-    rest = mask & ~preempt
-    if rest.any():
-        n, t = core.greedy(scores, backfill=decision.backfill, preempt=False, envs=rest)
-        core.apply(n, t, rest)
+    core.serve(np.asarray(decision.scores, dtype=np.float64), backfill=decision.backfill,
+               preempt=decision.preempt, envs=mask)
