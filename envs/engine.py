@@ -6,10 +6,14 @@ it into an RL problem (DESIGN section 4). :class:`envs.gpu_cluster.GpuClusterEnv
 :class:`envs.sb3.GpuClusterVecEnv` (stable-baselines3 ``VecEnv``) are thin adapters over it, so
 all three produce the same trajectories.
 
-Episodes are windows of one base trace: the synthetic default (a long seeded synthetic trace) or
-a real trace. At every reset an env draws a window start from its own RNG, takes ``num_jobs``
-consecutive jobs, re-bases them to time 0 and rescales their arrivals to the target load; this
-is vectorised over the envs being reset.
+Episodes are windows of one base trace: the synthetic default (a long seeded synthetic trace
+generated at the target load) or a real trace, whose arrivals are rescaled once, as a whole, to
+the target offered load on the cluster. At every reset an env draws a window start from its own
+RNG, takes ``num_jobs`` consecutive jobs and re-bases them to time 0 (vectorised over the envs
+being reset). Windows keep the base trace's arrival rate rather than each being stretched to the
+load: with heavy-tailed durations most of the offered load sits in rare multi-day jobs, and
+rescaling each short window by its own demand would spread its other jobs so far apart that
+they never contend.
 
 Resets of finished envs happen inside ``step`` (same-step autoreset) and touch only those envs.
 
@@ -48,9 +52,9 @@ class EnvConfig:
     """Configuration of the GpuCluster environments (see :class:`envs.gpu_cluster.GpuClusterEnv`)."""
 
     trace: pd.DataFrame | str | None = None
-    cluster: str | ClusterSpec = "small"
+    cluster: str | ClusterSpec = "tiny"
     num_jobs: int = 64
-    load: float | None = 0.9
+    load: float | None = 1.0
     max_slots: int = 32
     action_mode: str = "pick"
     preemption: bool = False
@@ -90,7 +94,7 @@ class EnvConfig:
 
 
 def _base_workload(cfg: EnvConfig, spec: ClusterSpec) -> tuple[Workload, str]:
-    from traces import load_trace, synthetic
+    from traces import load_trace, synthetic, window
 
     if cfg.trace is None:
         trace = synthetic(max(cfg.trace_jobs, cfg.num_jobs), load=cfg.load or 0.9, cluster=spec, seed=cfg.trace_seed)
@@ -101,26 +105,38 @@ def _base_workload(cfg: EnvConfig, spec: ClusterSpec) -> tuple[Workload, str]:
         trace, source = load_trace(cfg.trace), str(cfg.trace)
     if len(trace) < cfg.num_jobs:
         raise ValueError(f"{source}: has {len(trace)} jobs, fewer than num_jobs={cfg.num_jobs}")
+    if cfg.trace is not None and cfg.load is not None and len(trace) > 1:
+        trace = window(trace, 0.0, num_jobs=len(trace), load=cfg.load, cluster=spec)
     return make_workload(trace, spec, seed=cfg.trace_seed, elastic_fraction=cfg.elastic_fraction, source=source), source
 
 
 class VectorEngine:
     """``num_envs`` GpuCluster environments stepped together (see module docstring)."""
 
-    def __init__(self, num_envs: int = 1, config: EnvConfig | None = None, **kwargs) -> None:
+    def __init__(self, num_envs: int = 1, config: EnvConfig | None = None, *,
+                 core: ClusterCore | None = None, **kwargs) -> None:
+        """With ``core``, the engine attaches to an existing core (e.g. the one
+        :func:`envs.simulate` drives) to build observations and carry out picks on it; it then
+        has no trace of its own and cannot reset episodes."""
         cfg = config if config is not None else EnvConfig(**kwargs)
         if config is not None and kwargs:
             raise TypeError("give either config or keyword options, not both")
         self.cfg = cfg
-        self.E = int(num_envs)
         self.K = int(cfg.max_slots)
-        self.spec = clusters.get(cfg.cluster)
-        self.base, self.source = _base_workload(cfg, self.spec)
-        self.core = ClusterCore(
-            self.spec, self.E, restart_overhead=cfg.restart_overhead,
-            round_length=cfg.round_length if cfg.preemption else None, placer=cfg.placer,
-            min_slots=self.K,
-        )
+        if core is None:
+            self.E = int(num_envs)
+            self.spec = clusters.get(cfg.cluster)
+            self.base, self.source = _base_workload(cfg, self.spec)
+            self.core = ClusterCore(
+                self.spec, self.E, restart_overhead=cfg.restart_overhead,
+                round_length=cfg.round_length if cfg.preemption else None, placer=cfg.placer,
+                min_slots=self.K,
+            )
+        else:
+            self.E, self.spec, self.core = core.E, core.cluster, core
+            self.base, self.source = None, "attached"
+            while core.S < self.K:
+                core._grow_slots()
         self.view = ClusterView(self.core, known_durations=cfg.known_durations)
         self.T = self.core.T
         self.M = len(models.MODELS)
@@ -162,13 +178,6 @@ class VectorEngine:
         idx = starts[:, None] + np.arange(L)[None, :]
         submit = b.submit[idx]
         submit = submit - submit[:, :1]
-        if self.cfg.load is not None and L > 1:
-            demand = (b.work[idx] * b.gpus[idx]).mean(axis=1)
-            span = submit[:, -1] / (L - 1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                current = demand / (self.spec.num_gpus * span)
-                factor = np.where(span > 0, current / self.cfg.load, 1.0)
-            submit = submit * factor[:, None]
         self.window_start[envs] = starts
         self.core.load(envs, {
             "submit": submit, "work": b.work[idx], "gpus": b.gpus[idx], "model": b.model[idx],
@@ -223,6 +232,16 @@ class VectorEngine:
     def _refresh(self) -> None:
         """Recompute the visible slots and the action masks after the state changed."""
         self.mask = self.action_masks()
+
+    def refresh(self) -> None:
+        """Catch up with changes made to the core from outside (attached mode)."""
+        self._sync_slot_arrays()
+        self._refresh()
+
+    def pick(self, e: np.ndarray, a: np.ndarray) -> None:
+        """Start the job in visible slot ``a`` of each env ``e`` (allowed picks only)."""
+        self._pick(e, self.vis[e, a])
+        self._refresh()
 
     def action_masks(self) -> np.ndarray:
         """``(E, K + 1)`` boolean: which actions are allowed now (pick mode semantics)."""

@@ -73,8 +73,9 @@ class GpuClusterEnv(gym.Env):
     elapsed time / ``reward_scale``.
 
     ## Starting State
-    A window of ``num_jobs`` consecutive jobs drawn from the trace with the env's RNG, re-based
-    to time 0 and rescaled to the offered ``load``; the cluster is empty.
+    A window of ``num_jobs`` consecutive jobs drawn from the trace with the env's RNG and
+    re-based to time 0; the cluster is empty. The whole trace was rescaled once to the offered
+    ``load`` on the cluster, so windows keep its arrival process (see :mod:`envs.engine`).
 
     ## Episode End
     Terminates when every job of the window has finished; truncates after ``max_steps`` steps
@@ -84,9 +85,10 @@ class GpuClusterEnv(gym.Env):
     ## Arguments
     ``gym.make("GpuCluster-v0", **options)`` with the fields of :class:`envs.engine.EnvConfig`:
     ``trace`` (``None``: a seeded synthetic Philly-like trace; or a DataFrame / path),
-    ``cluster`` (preset name or :class:`traces.ClusterSpec`, default ``"small"``: 8 x 8 V100),
-    ``num_jobs`` (window size, 64), ``load`` (target offered load, 0.9; ``None`` keeps the
-    trace's arrivals), ``max_slots`` (K, 32), ``action_mode`` (``"pick"``/``"priority"``),
+    ``cluster`` (preset name or :class:`traces.ClusterSpec`, default ``"tiny"``: 2 x 4 V100,
+    small enough that 64-job windows of a heavy-tailed trace contend), ``num_jobs`` (window
+    size, 64), ``load`` (target offered load of the whole trace, 1.0; ``None`` keeps the trace's
+    arrivals), ``max_slots`` (K, 32), ``action_mode`` (``"pick"``/``"priority"``),
     ``preemption`` (False), ``round_length`` (300 s), ``restart_overhead`` (30 s), ``reward``,
     ``reward_scale``, ``known_durations`` (False), ``max_steps``, ``elastic_fraction``,
     ``trace_jobs`` / ``trace_seed`` (size and seed of the synthetic base trace), ``placer``.
