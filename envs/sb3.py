@@ -25,8 +25,11 @@ from envs.gpu_cluster import GpuClusterEnv, _spaces
 class GpuClusterVecEnv(VecEnv):
     """``num_envs`` GpuCluster environments for stable-baselines3 (options as ``GpuClusterEnv``)."""
 
-    def __init__(self, num_envs: int = 1, seed: int | None = None, **options: Any) -> None:
-        self.engine = VectorEngine(num_envs, EnvConfig(**GpuClusterEnv._split(options)))
+    def __init__(self, num_envs: int = 1, seed: int | None = None, config: EnvConfig | None = None,
+                 **options: Any) -> None:
+        if config is not None and options:
+            raise TypeError("give either config or keyword options, not both")
+        self.engine = VectorEngine(num_envs, config or EnvConfig(**GpuClusterEnv._split(options)))
         obs_space, act_space = _spaces(self.engine)
         self.render_mode = None
         super().__init__(num_envs, obs_space, act_space)

@@ -1,0 +1,339 @@
+"""Train a learned scheduler on GpuCluster-v0 and judge it against the classic baselines.
+
+Read top to bottom: arguments, traces (train / held-out split by time), envs, model (or resume),
+callbacks (episode metrics, checkpoints, periodic held-out evaluation, clean interruption),
+learning, and the final table of the agent against every baseline on the held-out windows.
+
+    python train.py                                   # synthetic default, a few minutes on 2 CPUs
+    python train.py --trace ../shared/traces/philly/pollux_philly.csv.gz --total-timesteps 2000000
+    python train.py --resume runs/default             # continue a killed or finished run
+
+Outputs in ``--output``: ``args.json``, ``progress.csv`` and TensorBoard files (SB3 logger),
+``episodes.csv`` (training episode metrics), ``eval.csv`` (periodic evaluation),
+``checkpoints/last/`` (model + RNG state), ``agent/`` (the final agent, loadable with
+``agents.load_agent``) and ``results.csv`` (final table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import dataclasses
+import inspect
+import json
+import pickle
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ProgressBarCallback
+from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
+from stable_baselines3.common.utils import set_random_seed
+
+import baselines
+from agents import ENV_KEYS, Agent, AgentPolicy, load_agent, make_model, save_agent
+from envs import EnvConfig, simulate
+from envs.sb3 import GpuClusterVecEnv
+from traces import clusters, load_trace, synthetic, window
+
+
+@dataclass
+class Args:
+    output: str = "runs/default"
+    """folder for logs, checkpoints, the agent and the results table"""
+    resume: str | None = None
+    """continue the run in this folder from its last checkpoint (its saved arguments are used)"""
+    seed: int = 0
+    """seed of everything: trace, envs, network initialisation, evaluation"""
+    trace: str | None = None
+    """trace file (any format traces.load_trace reads); default: the synthetic generator"""
+    trace_jobs: int = 20_000
+    """jobs of the synthetic trace (ignored with --trace)"""
+    train_fraction: float = 0.7
+    """the first fraction of the trace (by submit time) trains; the rest is held out"""
+    cluster: str = "tiny"
+    """cluster preset (traces.clusters.PRESETS)"""
+    load: float = 1.0
+    """offered load of the trace on the cluster (the whole trace is rescaled to it)"""
+    num_jobs: int = 64
+    """jobs per episode window (training and evaluation)"""
+    max_slots: int = 16
+    """visible job slots K"""
+    action_mode: str = "pick"
+    """'pick' (Discrete(K+1), masked) or 'priority' (a score per slot)"""
+    known_durations: bool = True
+    """whether the agent sees the remaining work of each job (the baselines SJF/SRTF need it too)"""
+    reward: str = "jct"
+    """'jct' (minus jobs in system x time), 'slowdown' or 'utilization'"""
+    algo: str = "maskable_ppo"
+    """'maskable_ppo' (sb3-contrib) or 'ppo' (stable-baselines3, no masks)"""
+    policy: str = "slot"
+    """'slot' (permutation-equivariant per-job encoder) or 'mlp' (SB3 MlpPolicy reference)"""
+    hidden: int = 64
+    """width of the policy network"""
+    num_envs: int = 16
+    """environments stepped together by the native vector env"""
+    total_timesteps: int = 150_000
+    """environment steps to train for (across all envs)"""
+    n_steps: int = 256
+    """steps per env per PPO rollout"""
+    batch_size: int = 512
+    """PPO minibatch size"""
+    n_epochs: int = 4
+    """PPO epochs per rollout"""
+    learning_rate: float = 3e-4
+    """Adam learning rate"""
+    gamma: float = 0.999
+    """discount factor (episodes are long; the JCT reward needs a long horizon)"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    ent_coef: float = 0.01
+    """entropy bonus"""
+    eval_every: int = 50_000
+    """evaluate on the held-out windows every this many steps (0: only at the end)"""
+    eval_windows: int = 6
+    """held-out windows for evaluation (evenly spaced over the held-out part)"""
+    eval_seeds: int = 2
+    """seeds per window (model draw for jobs without a model)"""
+    checkpoint_every: int = 25_000
+    """save a checkpoint every this many steps"""
+    torch_threads: int = 1
+    """torch CPU threads (1 is fastest for these small networks on a laptop CPU)"""
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """Command-line flags from the :class:`Args` fields; help text from their docstrings."""
+    docs: dict[str, str] = {}
+    body = ast.parse(inspect.getsource(Args)).body[0].body
+    for node, nxt in zip(body, [*body[1:], None], strict=True):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = nxt.value.value
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=docs.get(f.name))
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            parser.add_argument(flag, type=kind, default=f.default, help=docs.get(f.name))
+    return Args(**vars(parser.parse_args(argv)))
+
+
+class ResumableCSV(CSVOutputFormat):
+    """SB3's CSV log opened for appending, so a resumed run continues the same file."""
+
+    def __init__(self, filename: str) -> None:
+        # "r+" rather than "a": SB3 rewrites the header in place when new keys appear
+        self.file = open(filename, "r+" if Path(filename).exists() else "w+")  # closed by Logger.close()
+        header = self.file.readline().strip()
+        self.keys = header.split(",") if header else []
+        self.file.seek(0, 2)
+        self.separator = ","
+        self.quotechar = '"'
+
+
+def truncate_csv(path: Path, column: str, upto: int) -> None:
+    """Drop the rows of ``path`` logged after step ``upto`` (left by a run killed after its last
+    checkpoint), so that resuming never duplicates rows."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    df = pd.read_csv(path)
+    if column in df.columns:
+        df[df[column] <= upto].to_csv(path, index=False)
+
+
+class TrainingMonitor(BaseCallback):
+    """Logs episode metrics, writes checkpoints, runs held-out evaluations, stops on a signal."""
+
+    def __init__(self, args: Args, out: Path, env_config: EnvConfig, evaluate) -> None:
+        super().__init__()
+        self.args, self.out, self.env_config, self.evaluate = args, out, env_config, evaluate
+        self.stop_requested = False
+        self.next_checkpoint = self.next_eval = 0
+
+    def _on_training_start(self) -> None:
+        n = self.model.num_timesteps
+        self.next_checkpoint = n + self.args.checkpoint_every
+        self.next_eval = n + self.args.eval_every if self.args.eval_every else float("inf")
+
+    def _on_step(self) -> bool:
+        n = self.model.num_timesteps
+        rows = []
+        for info in self.locals["infos"]:
+            m = info.get("episode_metrics")
+            if m:
+                rows.append({"step": n, **{k: m[k] for k in ("avg_jct", "utilization", "return", "steps", "invalid_actions") if k in m}})
+                self.logger.record_mean("episode/avg_jct", m.get("avg_jct", np.nan))
+                self.logger.record_mean("episode/utilization", m.get("utilization", np.nan))
+        if rows:
+            append_rows(self.out / "episodes.csv", rows)
+        if n >= self.next_checkpoint:
+            save_checkpoint(self.model, self.out, self.training_env)
+            self.next_checkpoint += self.args.checkpoint_every
+        if n >= self.next_eval:
+            table = self.evaluate(self.model, ["fifo", "tiresias"])
+            row = {"step": n, **{f"{p}_avg_jct": v for p, v in table.items()}}
+            append_rows(self.out / "eval.csv", [row])
+            for p, v in table.items():
+                self.logger.record(f"eval/{p}_avg_jct", v)
+            self.next_eval += self.args.eval_every
+        return not self.stop_requested
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def save_checkpoint(model, out: Path, venv: GpuClusterVecEnv) -> None:
+    """Model and every RNG stream, written to a temporary folder then swapped in atomically."""
+    tmp, last = out / "checkpoints" / "tmp", out / "checkpoints" / "last"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save(tmp / "model.zip")
+    state = {
+        "num_timesteps": model.num_timesteps,
+        "env_rngs": [rng.bit_generator.state for rng in venv.engine.rngs],
+        "numpy": np.random.get_state(),  # noqa: NPY002 - SB3 seeds the legacy global stream
+        "torch": torch.get_rng_state(),
+    }
+    (tmp / "state.pkl").write_bytes(pickle.dumps(state))
+    old = out / "checkpoints" / "old"
+    shutil.rmtree(old, ignore_errors=True)
+    if last.exists():
+        last.rename(old)
+    tmp.rename(last)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    # ---------------------------------------------------------------- arguments and output
+    args = parse_args(argv)
+    if args.resume:
+        out = Path(args.resume)
+        saved = json.loads((out / "args.json").read_text())
+        cli = {k: v for k, v in vars(args).items() if k in ("total_timesteps", "resume")}
+        args = Args(**{**saved, **cli})
+    else:
+        out = Path(args.output)
+        if (out / "checkpoints" / "last").exists():
+            sys.exit(f"{out} already holds a run; continue it with --resume {out} or choose another --output")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
+    torch.set_num_threads(args.torch_threads)
+    set_random_seed(args.seed)
+    started = time.time()
+
+    # ---------------------------------------------------------------- traces: split by time
+    spec = clusters.get(args.cluster)
+    if args.trace is None:
+        trace = synthetic(args.trace_jobs, load=args.load, cluster=spec, seed=args.seed)
+    else:
+        trace = load_trace(args.trace)
+        trace = window(trace, 0.0, num_jobs=len(trace), load=args.load, cluster=spec)
+    cut = int(len(trace) * args.train_fraction)
+    train_trace = trace.iloc[:cut].reset_index(drop=True)
+    held_out = trace.iloc[cut:].reset_index(drop=True)
+    held_out["submit_time"] -= held_out["submit_time"].iloc[0]
+    starts = np.linspace(0, len(held_out) - args.num_jobs, args.eval_windows).astype(int)
+    eval_windows = [window(held_out, float(held_out["submit_time"][i]), num_jobs=args.num_jobs) for i in starts]
+    print(f"trace: {len(trace)} jobs ({args.trace or 'synthetic'}), train {len(train_trace)}, held out "
+          f"{len(held_out)}; {len(eval_windows)} evaluation windows of {args.num_jobs} jobs on {spec!r}")
+
+    # ---------------------------------------------------------------- envs
+    env_config = EnvConfig(
+        trace=train_trace, cluster=spec, num_jobs=args.num_jobs, load=None, max_slots=args.max_slots,
+        action_mode=args.action_mode, known_durations=args.known_durations, reward=args.reward,
+    )
+    venv = GpuClusterVecEnv(args.num_envs, seed=args.seed, config=env_config)
+
+    def evaluate(policy_source, names: list[str]) -> dict[str, float]:
+        """Mean avg JCT on the held-out windows and seeds: the agent (a model or an Agent) and the
+        named baselines, each through envs.simulate."""
+        results = {}
+        if policy_source is not None:
+            agent = policy_source if isinstance(policy_source, Agent) else Agent(
+                policy_source, args.algo, args.policy, {k: getattr(env_config, k) for k in ENV_KEYS})
+            results["agent"] = mean_jct(lambda: AgentPolicy(agent), args.known_durations)
+        for name in names:
+            oracle = baselines.get(name).needs_durations
+            results[name] = mean_jct(lambda name=name: baselines.get(name), oracle or args.known_durations)
+        return results
+
+    def mean_jct(make_policy, known: bool) -> float:
+        jcts = [simulate(w, spec, make_policy(), known_durations=known, seed=args.seed + s).metrics["avg_jct"]
+                for w in eval_windows for s in range(args.eval_seeds)]
+        return float(np.mean(jcts))
+
+    # ---------------------------------------------------------------- model (fresh or resumed)
+    hyper = dict(n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs,
+                 learning_rate=args.learning_rate, gamma=args.gamma, gae_lambda=args.gae_lambda,
+                 ent_coef=args.ent_coef)
+    last = out / "checkpoints" / "last"
+    if args.resume and last.exists():
+        algo_cls = type(make_model(args.algo, args.policy, venv, env_config, seed=args.seed, hidden=args.hidden, **hyper))
+        model = algo_cls.load(last / "model.zip", env=venv, device="cpu")
+        state = pickle.loads((last / "state.pkl").read_bytes())
+        for rng, s in zip(venv.engine.rngs, state["env_rngs"], strict=True):
+            rng.bit_generator.state = s
+        venv._seed = None  # keep the restored streams on the reset below
+        np.random.set_state(state["numpy"])  # noqa: NPY002
+        torch.set_rng_state(state["torch"])
+        model.num_timesteps = state["num_timesteps"]
+        for name, col in (("progress.csv", "time/total_timesteps"), ("episodes.csv", "step"), ("eval.csv", "step")):
+            truncate_csv(out / name, col, model.num_timesteps)
+        print(f"resumed {out} at step {model.num_timesteps}")
+    else:
+        model = make_model(args.algo, args.policy, venv, env_config, seed=args.seed, hidden=args.hidden, **hyper)
+    model.set_logger(Logger(str(out), [ResumableCSV(str(out / "progress.csv")), TensorBoardOutputFormat(str(out / "tb"))]))
+
+    # ---------------------------------------------------------------- callbacks and signals
+    monitor = TrainingMonitor(args, out, env_config, evaluate)
+
+    def request_stop(signum, _frame):
+        print(f"\nsignal {signal.Signals(signum).name}: saving a checkpoint and stopping", flush=True)
+        monitor.stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    # ---------------------------------------------------------------- learn
+    remaining = args.total_timesteps - model.num_timesteps
+    if remaining > 0:
+        model.learn(remaining, callback=CallbackList([monitor, ProgressBarCallback()]), reset_num_timesteps=False)
+    save_checkpoint(model, out, venv)
+    agent_dir = save_agent(model, out / "agent", algo=args.algo, policy=args.policy, env_config=env_config)
+    if monitor.stop_requested:
+        print(f"stopped at step {model.num_timesteps}; continue with: python train.py --resume {out}")
+        return pd.DataFrame()
+
+    # ---------------------------------------------------------------- final table
+    table = evaluate(load_agent(agent_dir), baselines.names())
+    rows = [{"policy": p, "avg_jct": v} for p, v in table.items()]
+    results = pd.DataFrame(rows).sort_values("avg_jct").reset_index(drop=True)
+    best = results[results.policy != "agent"].iloc[0]
+    results["vs_best_baseline"] = results["avg_jct"] / best["avg_jct"]
+    results.to_csv(out / "results.csv", index=False)
+    print(f"\nheld-out evaluation: {len(eval_windows)} windows x {args.eval_seeds} seeds, "
+          f"{args.num_jobs} jobs each, on {spec!r} (durations {'known' if args.known_durations else 'hidden'}; "
+          f"sjf/srtf always use them)")
+    print(results.to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
+    agent_jct = table["agent"]
+    print(f"\nagent avg JCT {agent_jct:,.0f} s = {agent_jct / best['avg_jct']:.3f} x the best baseline "
+          f"({best['policy']}, {best['avg_jct']:,.0f} s); {model.num_timesteps} steps in {time.time() - started:,.0f} s")
+    return results
+
+
+if __name__ == "__main__":
+    main()
