@@ -67,7 +67,11 @@ class Args:
     max_slots: int = 16
     """visible job slots K"""
     action_mode: str = "pick"
-    """'pick' (Discrete(K+1), masked) or 'priority' (a score per slot)"""
+    """'pick' (Discrete(K+1), masked; algo maskable_ppo) or 'priority' (a score per slot; algo ppo)"""
+    preemption: bool = False
+    """preempt at round boundaries (priority mode: running jobs compete for GPUs every round)"""
+    round_length: float = 300.0
+    """seconds between round boundaries (with preemption)"""
     known_durations: bool = True
     """whether the agent sees the remaining work of each job (the baselines SJF/SRTF need it too)"""
     reward: str = "jct"
@@ -255,6 +259,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     env_config = EnvConfig(
         trace=train_trace, cluster=spec, num_jobs=args.num_jobs, load=None, max_slots=args.max_slots,
         action_mode=args.action_mode, known_durations=args.known_durations, reward=args.reward,
+        preemption=args.preemption, round_length=args.round_length,
     )
     venv = GpuClusterVecEnv(args.num_envs, seed=args.seed, config=env_config)
 

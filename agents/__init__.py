@@ -16,15 +16,16 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from agents.networks import SlotExtractor, SlotPolicy
+from agents.networks import SlotExtractor, SlotPolicy, SlotScorePolicy
 from envs.engine import SLOT_FEATURES, EnvConfig, VectorEngine
-from envs.policy import ClusterView, Policy, Priority
+from envs.policy import ClusterView, Policy
 
 ALGOS = {"maskable_ppo": MaskablePPO, "ppo": PPO}
 #: env options an agent's observations and actions depend on (saved with the agent)
-ENV_KEYS = ("max_slots", "known_durations", "action_mode", "round_length", "reward", "reward_scale")
+ENV_KEYS = ("max_slots", "known_durations", "action_mode", "preemption", "round_length", "restart_overhead",
+            "reward", "reward_scale")
 
-__all__ = ["ALGOS", "Agent", "AgentPolicy", "SlotExtractor", "SlotPolicy", "load_agent", "make_model",
+__all__ = ["ALGOS", "Agent", "AgentPolicy", "SlotExtractor", "SlotPolicy", "SlotScorePolicy", "load_agent", "make_model",
            "policy_kwargs_for", "save_agent"]
 
 
@@ -35,15 +36,20 @@ def policy_kwargs_for(env_config: EnvConfig, hidden: int = 64) -> dict:
 
 def make_model(algo: str, policy: str, venv, env_config: EnvConfig, *, seed: int = 0, hidden: int = 64,
                **hyperparameters) -> BaseAlgorithm:
-    """A fresh SB3 model: ``algo`` in :data:`ALGOS`, ``policy`` ``"slot"`` (:class:`SlotPolicy`,
-    needs ``maskable_ppo``) or ``"mlp"`` (SB3's ``MlpPolicy``, the reference agent)."""
+    """A fresh SB3 model: ``algo`` in :data:`ALGOS`, ``policy`` ``"slot"`` (:class:`SlotPolicy` with
+    ``maskable_ppo`` in pick mode, :class:`SlotScorePolicy` with ``ppo`` in priority mode) or
+    ``"mlp"`` (SB3's ``MlpPolicy``, the reference agent)."""
     if algo not in ALGOS:
         raise ValueError(f"unknown algorithm {algo!r}; choose from {sorted(ALGOS)}")
     if policy == "slot":
+        kwargs = policy_kwargs_for(env_config, hidden)
+        if env_config.action_mode == "priority":
+            if algo != "ppo":
+                raise ValueError("priority mode has continuous scores and no masks: use algo='ppo'")
+            return PPO(SlotScorePolicy, venv, seed=seed, device="cpu", policy_kwargs=kwargs, **hyperparameters)
         if algo != "maskable_ppo":
-            raise ValueError("the slot policy needs action masks: use algo='maskable_ppo'")
-        return MaskablePPO(SlotPolicy, venv, seed=seed, device="cpu",
-                           policy_kwargs=policy_kwargs_for(env_config, hidden), **hyperparameters)
+            raise ValueError("the slot policy in pick mode needs action masks: use algo='maskable_ppo'")
+        return MaskablePPO(SlotPolicy, venv, seed=seed, device="cpu", policy_kwargs=kwargs, **hyperparameters)
     if policy == "mlp":
         return ALGOS[algo]("MlpPolicy", venv, seed=seed, device="cpu",
                            policy_kwargs={"net_arch": [hidden, hidden]}, **hyperparameters)
@@ -91,18 +97,22 @@ class AgentPolicy(Policy):
     over a :class:`~envs.core.ClusterCore`), seeing exactly the observations the env shows.
 
     In ``pick`` mode the agent picks jobs one at a time at each event (each pick starts the job,
-    as in the env) until it chooses to advance or nothing more can start. In ``priority`` mode
-    its scores at the visible slots become a :class:`~envs.policy.Priority`. Agents trained with
-    preemption's re-pick phase are not supported here.
+    as in the env) until it chooses to advance or nothing more can start; agents trained with
+    pick mode's re-pick phase (preemption) are not supported here. In ``priority`` mode its
+    scores at the visible slots are served exactly as the env serves them, preempting at round
+    boundaries when the agent was trained with preemption (the replay then uses the agent's
+    round length).
     """
-
-    round_length = None
 
     def __init__(self, agent: Agent | str | Path, *, deterministic: bool = True) -> None:
         self.agent = agent if isinstance(agent, Agent) else load_agent(agent)
         self.name = f"agent:{Path(agent).name}" if not isinstance(agent, Agent) else "agent"
         self.deterministic = deterministic
-        self.needs_durations = bool(self.agent.env.get("known_durations", False))
+        env = self.agent.env
+        self.needs_durations = bool(env.get("known_durations", False))
+        if env.get("preemption") and env.get("action_mode", "pick") == "pick":
+            raise ValueError("agents trained with pick mode's re-pick phase cannot run in a replay")
+        self.round_length = env.get("round_length") if env.get("preemption") else None
         self.engine: VectorEngine | None = None
 
     def reset(self, view: ClusterView) -> None:
@@ -127,16 +137,14 @@ class AgentPolicy(Policy):
         eng = self.engine
         core = view._core
         eng.last_dt = core.clock - self._last_clock
+        eng.at_round = view.at_round_boundary.copy()
         self._last_clock = core.clock.copy()
         eng.refresh()
         K = eng.K
         if eng.cfg.action_mode == "priority":
             obs, _ = eng.observe()
-            scores = np.clip(self._predict(obs, eng.mask).reshape(core.E, K), -1.0, 1.0)
-            full = np.full((core.E, core.S), -np.inf)
-            np.put_along_axis(full, eng.vis, scores, axis=1)
-            full[core.s_status != 1] = -np.inf
-            return Priority(full)
+            eng.serve_scores(self._predict(obs, eng.mask), np.ones(core.E, dtype=bool))
+            return None
         for _ in range(core.S + 1):
             obs, mask = eng.observe()
             a = self._predict(obs, mask).reshape(core.E).astype(np.int64)

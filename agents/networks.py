@@ -15,6 +15,7 @@ import itertools
 import torch
 from gymnasium import spaces
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 
@@ -32,14 +33,16 @@ class SlotExtractor(nn.Module):
     stable-baselines3's ``MlpExtractor`` does.
     """
 
-    def __init__(self, slots: int, slot_features: int, context_features: int, hidden: int = 64) -> None:
+    def __init__(self, slots: int, slot_features: int, context_features: int, hidden: int = 64,
+                 advance: bool = True) -> None:
         super().__init__()
+        self.with_advance = advance
         self.K, self.F, self.C = slots, slot_features, context_features
         self.encoder = nn.Sequential(_mlp([slot_features, hidden, hidden]), nn.ReLU())
         self.context = nn.Sequential(_mlp([context_features + hidden, hidden, hidden]), nn.ReLU())
         self.score = _mlp([2 * hidden, hidden, 1])
         self.advance = _mlp([hidden, hidden, 1])
-        self.latent_dim_pi = slots + 1
+        self.latent_dim_pi = slots + 1 if advance else slots
         self.latent_dim_vf = hidden
 
     def _encode(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,6 +60,8 @@ class SlotExtractor(nn.Module):
 
     def _logits(self, h: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         per_slot = self.score(torch.cat([h, ctx[:, None, :].expand_as(h)], dim=2)).squeeze(2)
+        if not self.with_advance:
+            return per_slot
         return torch.cat([per_slot, self.advance(ctx)], dim=1)
 
     def forward_actor(self, obs: torch.Tensor) -> torch.Tensor:
@@ -88,4 +93,27 @@ class SlotPolicy(MaskableActorCriticPolicy):
         super()._build(lr_schedule)
         # the extractor already emits one logit per action: no mixing layer across slots
         self.action_net = nn.Identity()
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+
+class SlotScorePolicy(ActorCriticPolicy):
+    """PPO policy over :class:`SlotExtractor` for ``action_mode="priority"``: the mean of each
+    visible slot's score comes from the shared per-job encoder (Gaussian exploration around it).
+
+    ``policy_kwargs`` as :class:`SlotPolicy`.
+    """
+
+    def __init__(self, observation_space: spaces.Box, action_space: spaces.Box, lr_schedule,
+                 *, slots: int, slot_features: int, hidden: int = 64, **kwargs) -> None:
+        self._slot_shape = (slots, slot_features, hidden)
+        kwargs.setdefault("ortho_init", False)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        K, F, H = self._slot_shape
+        self.mlp_extractor = SlotExtractor(K, F, self.features_dim - K * F, H, advance=False)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        self.action_net = nn.Identity()  # the extractor's outputs are the score means
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)

@@ -358,6 +358,25 @@ class VectorEngine:
             self.repick[e, s] = False
         c.start(e, s, t, req, take=take, in_place=in_place, restart_until=until)
 
+    def serve_scores(self, actions: np.ndarray, envs: np.ndarray) -> None:
+        """Priority mode: serve jobs by the scores given to the visible slots (``(E, K)``).
+
+        Non-finite scores leave their job out; scores are clipped to [-1, 1]; running jobs that
+        are not visible keep their GPUs; with preemption, running jobs compete at round
+        boundaries. If every score was invalid on an idle cluster, the oldest jobs start."""
+        c = self.core
+        scores = np.asarray(actions, dtype=np.float64).reshape(self.E, self.K)
+        bad = ~np.isfinite(scores)
+        full = np.full((self.E, c.S), -np.inf)
+        full[c.s_status == RUNNING] = np.inf
+        np.put_along_axis(full, self.vis, np.where(bad, -np.inf, np.clip(scores, -1.0, 1.0)), axis=1)
+        full[c.s_status == EMPTY] = -np.inf
+        preempt = envs & self.at_round if self.cfg.preemption else np.zeros(self.E, dtype=bool)
+        c.serve(full, preempt=preempt, envs=envs)
+        stuck = envs & ~np.isfinite(c.next_event()) & (c.s_status == WAITING).any(axis=1)
+        if stuck.any():
+            c.serve(np.where(c.s_status == WAITING, -c.s_job.astype(float), -np.inf), envs=stuck)
+
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Apply one action per env. Returns ``(reward, terminated, truncated, invalid, mask_used)``
         without resetting anything; the adapters handle observations and resets."""
@@ -382,20 +401,8 @@ class VectorEngine:
             if adv.any():
                 self._advance(adv, reward)
         else:
-            scores = np.asarray(actions, dtype=np.float64).reshape(E, K)
-            bad = ~np.isfinite(scores)
-            invalid = live & bad.any(axis=1)
-            vis = self.vis
-            full = np.full((E, c.S), -np.inf)
-            # running jobs that are not visible keep their GPUs
-            full[c.s_status == RUNNING] = np.inf
-            np.put_along_axis(full, vis, np.where(bad, -np.inf, np.clip(scores, -1.0, 1.0)), axis=1)
-            full[c.s_status == EMPTY] = -np.inf
-            preempt = live & self.at_round if self.cfg.preemption else np.zeros(E, dtype=bool)
-            c.serve(full, preempt=preempt, envs=live)
-            stuck = live & ~np.isfinite(c.next_event()) & (c.s_status == WAITING).any(axis=1)
-            if stuck.any():  # every visible score was invalid on an idle cluster: serve oldest first
-                c.serve(np.where(c.s_status == WAITING, -c.s_job.astype(float), -np.inf), envs=stuck)
+            invalid = live & ~np.isfinite(np.asarray(actions, dtype=np.float64).reshape(E, K)).any(axis=1)
+            self.serve_scores(actions, live)
             self._advance(live, reward)
         self._refresh()
         self.steps += live
