@@ -100,6 +100,8 @@ class Args:
     """GAE lambda"""
     ent_coef: float = 0.01
     """entropy bonus"""
+    log_std_init: float = -1.0
+    """initial log std of the Gaussian scores (priority mode; scores live in [-1, 1])"""
     eval_every: int = 50_000
     """evaluate on the held-out windows every this many steps (0: only at the end)"""
     eval_windows: int = 6
@@ -245,6 +247,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         trace = synthetic(args.trace_jobs, load=args.load, cluster=spec, seed=args.seed)
     else:
         trace = load_trace(args.trace)
+        biggest = max(spec.gpus_per_type().values())
+        too_big = trace["num_gpus"] > biggest
+        if too_big.any():  # a gang larger than every GPU pool of the cluster could never run
+            print(f"dropped {int(too_big.sum())} of {len(trace)} jobs that need more than {biggest} GPUs")
+            trace = trace[~too_big].reset_index(drop=True)
         trace = window(trace, 0.0, num_jobs=len(trace), load=args.load, cluster=spec)
     cut = int(len(trace) * args.train_fraction)
     train_trace = trace.iloc[:cut].reset_index(drop=True)
@@ -285,9 +292,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     hyper = dict(n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs,
                  learning_rate=args.learning_rate, gamma=args.gamma, gae_lambda=args.gae_lambda,
                  ent_coef=args.ent_coef)
+    extra_policy = {"log_std_init": args.log_std_init} if args.action_mode == "priority" else {}
     last = out / "checkpoints" / "last"
     if args.resume and last.exists():
-        algo_cls = type(make_model(args.algo, args.policy, venv, env_config, seed=args.seed, hidden=args.hidden, **hyper))
+        algo_cls = type(make_model(args.algo, args.policy, venv, env_config, seed=args.seed, hidden=args.hidden,
+                           policy_extra=extra_policy, **hyper))
         model = algo_cls.load(last / "model.zip", env=venv, device="cpu")
         state = pickle.loads((last / "state.pkl").read_bytes())
         for rng, s in zip(venv.engine.rngs, state["env_rngs"], strict=True):
@@ -300,7 +309,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             truncate_csv(out / name, col, model.num_timesteps)
         print(f"resumed {out} at step {model.num_timesteps}")
     else:
-        model = make_model(args.algo, args.policy, venv, env_config, seed=args.seed, hidden=args.hidden, **hyper)
+        model = make_model(args.algo, args.policy, venv, env_config, seed=args.seed, hidden=args.hidden,
+                           policy_extra=extra_policy, **hyper)
     model.set_logger(Logger(str(out), [ResumableCSV(str(out / "progress.csv")), TensorBoardOutputFormat(str(out / "tb"))]))
 
     # ---------------------------------------------------------------- callbacks and signals

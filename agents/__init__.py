@@ -35,14 +35,14 @@ def policy_kwargs_for(env_config: EnvConfig, hidden: int = 64) -> dict:
 
 
 def make_model(algo: str, policy: str, venv, env_config: EnvConfig, *, seed: int = 0, hidden: int = 64,
-               **hyperparameters) -> BaseAlgorithm:
+               policy_extra: dict | None = None, **hyperparameters) -> BaseAlgorithm:
     """A fresh SB3 model: ``algo`` in :data:`ALGOS`, ``policy`` ``"slot"`` (:class:`SlotPolicy` with
     ``maskable_ppo`` in pick mode, :class:`SlotScorePolicy` with ``ppo`` in priority mode) or
     ``"mlp"`` (SB3's ``MlpPolicy``, the reference agent)."""
     if algo not in ALGOS:
         raise ValueError(f"unknown algorithm {algo!r}; choose from {sorted(ALGOS)}")
     if policy == "slot":
-        kwargs = policy_kwargs_for(env_config, hidden)
+        kwargs = {**policy_kwargs_for(env_config, hidden), **(policy_extra or {})}
         if env_config.action_mode == "priority":
             if algo != "ppo":
                 raise ValueError("priority mode has continuous scores and no masks: use algo='ppo'")
@@ -52,7 +52,7 @@ def make_model(algo: str, policy: str, venv, env_config: EnvConfig, *, seed: int
         return MaskablePPO(SlotPolicy, venv, seed=seed, device="cpu", policy_kwargs=kwargs, **hyperparameters)
     if policy == "mlp":
         return ALGOS[algo]("MlpPolicy", venv, seed=seed, device="cpu",
-                           policy_kwargs={"net_arch": [hidden, hidden]}, **hyperparameters)
+                           policy_kwargs={"net_arch": [hidden, hidden], **(policy_extra or {})}, **hyperparameters)
     raise ValueError(f"unknown policy {policy!r}; choose 'slot' or 'mlp'")
 
 

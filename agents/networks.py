@@ -61,7 +61,9 @@ class SlotExtractor(nn.Module):
     def _logits(self, h: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         per_slot = self.score(torch.cat([h, ctx[:, None, :].expand_as(h)], dim=2)).squeeze(2)
         if not self.with_advance:
-            return per_slot
+            # scores live in the action space [-1, 1]: squash them so that deterministic actions
+            # keep their order instead of tying at the clipping bound
+            return torch.tanh(per_slot)
         return torch.cat([per_slot, self.advance(ctx)], dim=1)
 
     def forward_actor(self, obs: torch.Tensor) -> torch.Tensor:
