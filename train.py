@@ -36,6 +36,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ProgressBarCallback
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import VecNormalize
 
 import baselines
 from agents import ENV_KEYS, Agent, AgentPolicy, load_agent, make_model, save_agent
@@ -66,18 +67,18 @@ class Args:
     """jobs per episode window (training and evaluation)"""
     max_slots: int = 16
     """visible job slots K"""
-    action_mode: str = "pick"
-    """'pick' (Discrete(K+1), masked; algo maskable_ppo) or 'priority' (a score per slot; algo ppo)"""
-    preemption: bool = False
+    action_mode: str = "priority"
+    """'priority' (a score per slot; algo ppo) or 'pick' (Discrete(K+1), masked; algo maskable_ppo)"""
+    preemption: bool = True
     """preempt at round boundaries (priority mode: running jobs compete for GPUs every round)"""
-    round_length: float = 300.0
+    round_length: float = 1800.0
     """seconds between round boundaries (with preemption)"""
     known_durations: bool = True
     """whether the agent sees the remaining work of each job (the baselines SJF/SRTF need it too)"""
     reward: str = "jct"
     """'jct' (minus jobs in system x time), 'slowdown' or 'utilization'"""
-    algo: str = "maskable_ppo"
-    """'maskable_ppo' (sb3-contrib) or 'ppo' (stable-baselines3, no masks)"""
+    algo: str = "ppo"
+    """'ppo' (stable-baselines3) or 'maskable_ppo' (sb3-contrib, pick mode)"""
     policy: str = "slot"
     """'slot' (permutation-equivariant per-job encoder) or 'mlp' (SB3 MlpPolicy reference)"""
     hidden: int = 64
@@ -94,13 +95,16 @@ class Args:
     """PPO epochs per rollout"""
     learning_rate: float = 3e-4
     """Adam learning rate"""
-    gamma: float = 0.999
-    """discount factor (episodes are long; the JCT reward needs a long horizon)"""
+    gamma: float = 0.99
+    """discount factor"""
     gae_lambda: float = 0.95
     """GAE lambda"""
     ent_coef: float = 0.01
     """entropy bonus"""
-    log_std_init: float = -1.0
+    normalize_reward: bool = True
+    """scale rewards by a running estimate of the return's std (SB3 VecNormalize); the heavy-tailed
+    time between events makes raw rewards vary over orders of magnitude"""
+    log_std_init: float = -1.5
     """initial log std of the Gaussian scores (priority mode; scores live in [-1, 1])"""
     eval_every: int = 50_000
     """evaluate on the held-out windows every this many steps (0: only at the end)"""
@@ -202,15 +206,17 @@ def append_rows(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def save_checkpoint(model, out: Path, venv: GpuClusterVecEnv) -> None:
+def save_checkpoint(model, out: Path, venv) -> None:
     """Model and every RNG stream, written to a temporary folder then swapped in atomically."""
     tmp, last = out / "checkpoints" / "tmp", out / "checkpoints" / "last"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save(tmp / "model.zip")
+    if isinstance(model.get_env(), VecNormalize):
+        model.get_env().save(str(tmp / "vecnormalize.pkl"))
     state = {
         "num_timesteps": model.num_timesteps,
-        "env_rngs": [rng.bit_generator.state for rng in venv.engine.rngs],
+        "env_rngs": [rng.bit_generator.state for rng in venv.unwrapped.engine.rngs],
         "numpy": np.random.get_state(),  # noqa: NPY002 - SB3 seeds the legacy global stream
         "torch": torch.get_rng_state(),
     }
@@ -269,6 +275,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         preemption=args.preemption, round_length=args.round_length,
     )
     venv = GpuClusterVecEnv(args.num_envs, seed=args.seed, config=env_config)
+    train_env = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=args.gamma) if args.normalize_reward else venv
 
     def evaluate(policy_source, names: list[str]) -> dict[str, float]:
         """Mean avg JCT on the held-out windows and seeds: the agent (a model or an Agent) and the
@@ -297,7 +304,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.resume and last.exists():
         algo_cls = type(make_model(args.algo, args.policy, venv, env_config, seed=args.seed, hidden=args.hidden,
                            policy_extra=extra_policy, **hyper))
-        model = algo_cls.load(last / "model.zip", env=venv, device="cpu")
+        if args.normalize_reward:
+            train_env = VecNormalize.load(str(last / "vecnormalize.pkl"), venv)
+        model = algo_cls.load(last / "model.zip", env=train_env, device="cpu")
         state = pickle.loads((last / "state.pkl").read_bytes())
         for rng, s in zip(venv.engine.rngs, state["env_rngs"], strict=True):
             rng.bit_generator.state = s
@@ -309,7 +318,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             truncate_csv(out / name, col, model.num_timesteps)
         print(f"resumed {out} at step {model.num_timesteps}")
     else:
-        model = make_model(args.algo, args.policy, venv, env_config, seed=args.seed, hidden=args.hidden,
+        model = make_model(args.algo, args.policy, train_env, env_config, seed=args.seed, hidden=args.hidden,
                            policy_extra=extra_policy, **hyper)
     model.set_logger(Logger(str(out), [ResumableCSV(str(out / "progress.csv")), TensorBoardOutputFormat(str(out / "tb"))]))
 

@@ -22,14 +22,15 @@ from traces import synthetic
 torch.set_num_threads(1)
 TINY = ["--trace-jobs", "1500", "--num-jobs", "16", "--max-slots", "8", "--num-envs", "4", "--n-steps", "32",
         "--batch-size", "64", "--n-epochs", "1", "--eval-windows", "2", "--eval-seeds", "1"]
+PICK = ["--action-mode", "pick", "--algo", "maskable_ppo", "--no-preemption"]
 CFG = EnvConfig(num_jobs=16, max_slots=8, trace_jobs=1500)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny train.py run, end to end."""
+    """A tiny train.py run in pick mode (a masked agent), end to end."""
     out = tmp_path_factory.mktemp("run")
-    results = train.main([*TINY, "--output", str(out), "--total-timesteps", "512", "--eval-every", "256",
+    results = train.main([*TINY, *PICK, "--output", str(out), "--total-timesteps", "512", "--eval-every", "256",
                           "--checkpoint-every", "256"])
     return out, results
 
@@ -109,16 +110,19 @@ def test_resume_continues_where_it_stopped(tmp_path):
     common = [*TINY, "--output", str(out), "--eval-every", "0", "--checkpoint-every", "128"]
     train.main([*common, "--total-timesteps", "256"])
     before = pd.read_csv(out / "progress.csv")
-    episodes_before = len(pd.read_csv(out / "episodes.csv"))
     train.main(["--resume", str(out), "--total-timesteps", "512"])
     after = pd.read_csv(out / "progress.csv")
     steps = after["time/total_timesteps"].to_numpy()
     assert steps[: len(before)].tolist() == before["time/total_timesteps"].tolist()
     assert (np.diff(steps) > 0).all(), "no duplicate or out-of-order log rows"
     assert steps[-1] == 512
-    assert len(pd.read_csv(out / "episodes.csv")) >= episodes_before
     with pytest.raises(SystemExit, match="already holds a run"):
         train.main([*common, "--total-timesteps", "256"])
+    # the default (priority mode, preemptive) agent replays too, preempting at its round length
+    policy = AgentPolicy(out / "agent")
+    assert policy.round_length == 1800.0
+    res = simulate(synthetic(40, load=1.5, cluster="tiny", seed=2), "tiny", policy, known_durations=True)
+    assert res.metrics["unfinished"] == 0
 
 
 def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
