@@ -407,7 +407,7 @@ class ClusterCore:
             until = np.where(in_place, restart_until, until)
         self.s_restart_until[e, s] = until
         self.j_restarts[e[again], j[again]] += 1
-        first = ~again
+        first = ~self.s_started[e, s]  # not ~again: a job resumed in place has started before
         self.j_start[e[first], j[first]] = self.clock[e[first]]
         self.s_started[e, s] = True
         self.j_gpus_used[e, j] = n

@@ -1,0 +1,99 @@
+"""Command line of the leaderboard (``python -m leaderboard --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import textwrap
+from pathlib import Path
+
+from leaderboard.suite import MissingDataError, SuiteError, load_suite, suite_names
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m leaderboard",
+        description="Run every policy on the same trace windows and seeds; write a table, a CSV and plots.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the bundled suites and whether their data is present")
+    r = sub.add_parser("run", help="run a suite (cached cells are reused; an interrupted run resumes)")
+    r.add_argument("suite", help="a bundled suite name (see `list`) or the path of a suite .toml file")
+    r.add_argument("--policies", nargs="+", metavar="NAME",
+                   help="baselines to run (default: the suite's); fifo, the reference, is always added")
+    r.add_argument("--agent", action="append", default=[], metavar="PATH",
+                   help="a saved agent folder (agent.json + model.zip) to run as a policy; repeatable")
+    r.add_argument("--out", type=Path, help="output folder (default: leaderboard-results/<suite>/)")
+    r.add_argument("--jobs", type=int, metavar="N", help="jobs per window (default: the suite's)")
+    r.add_argument("--workers", type=int, metavar="N", help="parallel processes (default: min(2, CPUs))")
+    r.add_argument("--fresh", action="store_true", help="recompute every cell, ignoring the cache")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap
+
+
+def _list() -> int:
+    import baselines
+
+    for name in suite_names():
+        try:
+            s = load_suite(name)
+        except SuiteError as exc:
+            print(f"{name}: INVALID: {exc}")
+            continue
+        windows = len(s.windows())
+        policies = len(dict.fromkeys(["fifo", *s.policies]))
+        cells = policies * windows * len(s.loads) * len(s.seeds)
+        missing = s.missing_files()
+        status = "ready" if not missing else f"missing {len(missing)} file(s), e.g. {missing[0][0]}"
+        spec = s.cluster
+        loads = ", ".join("native" if x is None else f"{x:g}" for x in s.loads)
+        print(f"{name}: {s.trace['kind']} on {spec.name} ({spec.num_gpus} GPUs); {windows} window(s) x loads "
+              f"[{loads}] x {len(s.seeds)} seed(s) x {policies} policies = {cells} cells; data: {status}")
+        if s.description:
+            print("    " + textwrap.shorten(s.description, 200, placeholder=" ..."))
+    print(f"(baselines: {', '.join(baselines.names())})")
+    return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "list":
+        return _list()
+    from leaderboard.runner import run
+
+    try:
+        suite = load_suite(args.suite)
+    except SuiteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.jobs is not None and args.jobs < 2:
+        print("error: --jobs must be >= 2", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        summary = run(suite, policies=args.policies, agents=args.agent, out=args.out, num_jobs=args.jobs,
+                      workers=args.workers, progress=not args.no_progress, fresh=args.fresh)
+    except MissingDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SuiteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished cells are cached; run the same command again to resume "
+              f"(suite {suite.name!r})", file=sys.stderr)
+        return 130
+    print(f"suite {summary.suite}: {summary.cells} cells, {summary.cached} cached, {summary.computed} computed, "
+          f"{len(summary.failed)} failed")
+    for c, err in summary.failed:
+        print(f"  failed: {c.labels()}: {err}", file=sys.stderr)
+    print(f"table: {summary.out / 'leaderboard.md'}")
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

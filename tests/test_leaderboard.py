@@ -1,0 +1,276 @@
+"""Leaderboard: a tiny suite end to end, the per-cell cache, an interrupted run resuming to a
+byte-identical table, clear errors for missing data and bad suite files, and the Pollux loader."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import leaderboard
+from leaderboard import report, runner
+from leaderboard.suite import MissingDataError, SuiteError, load_suite, suite_names
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUTS = ("leaderboard.md", "cells.csv", "jobs.csv.gz", "avg_jct_vs_fifo.png")
+
+TINY = """
+name = "tiny"
+seeds = [0, 1]
+loads = [1.0]
+policies = ["fifo", "srtf"]
+
+[cluster]
+preset = "tiny"
+
+[trace]
+kind = "synthetic"
+num_jobs = 40
+"""
+
+# 2 policies x 2 loads x 3 seeds = 12 cells, for interrupting mid-run
+RESUME = """
+name = "resume"
+seeds = [0, 1, 2]
+loads = [0.9, 1.5]
+policies = ["fifo", "las"]
+
+[cluster]
+preset = "tiny"
+
+[trace]
+kind = "synthetic"
+num_jobs = 30
+"""
+
+
+def _suite(tmp_path: Path, text: str, name: str) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def _read(out: Path) -> dict[str, bytes]:
+    return {f: (out / f).read_bytes() for f in OUTPUTS}
+
+
+def _cli(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "leaderboard", *args], cwd=ROOT, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _cached(out: Path) -> int:
+    return len(list((out / "cells").glob("*.parquet")))
+
+
+def _wait_for_cells(proc: subprocess.Popen, out: Path, at_least: int, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = _cached(out) if (out / "cells").is_dir() else 0
+        if n >= at_least:
+            return n
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before {at_least} cells were cached: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no {at_least} cached cells within {timeout} s")
+
+
+# ------------------------------------------------------------------------------- end to end
+def test_tiny_suite_end_to_end_then_fully_cached(tmp_path):
+    suite = load_suite(_suite(tmp_path, TINY, "tiny"))
+    out = tmp_path / "out"
+    first = leaderboard.run(suite, out=out, workers=1)
+    assert (first.cells, first.cached, first.computed, first.failed) == (4, 0, 4, [])
+    for f in (*OUTPUTS, "jct_cdf_load-1.png", "timing.csv"):
+        assert (out / f).is_file(), f
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (out / "leaderboard.md").read_text()
+    assert "| srtf | oracle | 2 |" in table and "| fifo |  | 2 |" in table
+    assert "avg JCT (s)" in table and "Normalised to FIFO" in table
+    import pandas as pd
+
+    cells = pd.read_csv(out / "cells.csv")
+    assert len(cells) == 4 and set(cells["policy"]) == {"fifo", "srtf"}
+    assert (cells.loc[cells["policy"] == "fifo", "avg_jct_vs_fifo"] == 1.0).all()
+    assert cells.loc[cells["policy"] == "srtf", "oracle"].all()
+    jobs = pd.read_csv(out / "jobs.csv.gz")
+    assert len(jobs) == 4 * 40 and jobs["jct"].notna().all()
+
+    before = _read(out)
+    again = leaderboard.run(suite, out=out, workers=1)
+    assert (again.cached, again.computed) == (4, 0)
+    assert _read(out) == before  # byte-identical outputs from the cache
+
+
+def test_parallel_workers_give_identical_outputs(tmp_path):
+    suite = load_suite(_suite(tmp_path, TINY, "tiny"))
+    a = leaderboard.run(suite, out=tmp_path / "a", workers=1)
+    b = leaderboard.run(suite, out=tmp_path / "b", workers=2)
+    assert a.computed == b.computed == 4
+    assert _read(tmp_path / "a") == _read(tmp_path / "b")
+
+
+def test_interrupted_run_resumes_to_the_same_table(tmp_path):
+    path = _suite(tmp_path, RESUME, "resume")
+    reference = leaderboard.run(load_suite(path), out=tmp_path / "reference", workers=1)
+    assert reference.computed == 12
+    out = tmp_path / "out"
+    slow = {runner.DELAY_ENV: "0.4"}
+
+    # SIGTERM (pool of 2 workers): the parent stops the pool and exits 130, whole cells stay cached
+    proc = _cli("run", str(path), "--out", str(out), "--workers", "2", "--no-progress", env=slow)
+    _wait_for_cells(proc, out, 1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    after_term = _cached(out)
+    assert 1 <= after_term < 12
+
+    # SIGKILL of the whole process group, later in the run
+    proc = _cli("run", str(path), "--out", str(out), "--workers", "1", "--no-progress", env=slow,
+                start_new_session=True)
+    _wait_for_cells(proc, out, after_term + 2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    killed_at = _cached(out)
+    assert after_term + 2 <= killed_at < 12
+    import pyarrow.parquet as pq
+
+    for f in (out / "cells").glob("[!.]*.parquet"):  # only whole cell files under a cell's name
+        assert pq.read_metadata(f).num_rows == 30
+
+    proc = _cli("run", str(path), "--out", str(out), "--no-progress")
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert f"12 cells, {killed_at} cached, {12 - killed_at} computed, 0 failed" in stdout
+    assert _read(out) == _read(tmp_path / "reference")
+    assert not list((out / "cells").glob(".*.tmp"))  # leftovers of the killed run are cleaned
+
+
+# ------------------------------------------------------------------------------- errors
+def test_missing_trace_file_names_the_file_and_its_source(tmp_path, monkeypatch):
+    empty = tmp_path / "shared"
+    empty.mkdir()
+    proc = _cli("run", "philly", "--out", str(tmp_path / "out"), env={"CLUSTERGYM_SHARED": str(empty)})
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in err
+    assert str(empty / "traces" / "philly" / "pollux_philly.csv.gz") in err
+    assert "https://github.com/petuum/adaptdl/tree/osdi21-artifact/simulator/traces" in err
+    assert "CLUSTERGYM_SHARED" in err
+
+    monkeypatch.setenv("CLUSTERGYM_SHARED", str(empty))
+    text = TINY.replace('kind = "synthetic"\nnum_jobs = 40', 'kind = "file"\npath = "traces/x/jobs.csv"\n'
+                        'source = "https://example.org/x"\nnum_jobs = 40\nstarts_days = [0]')
+    suite = load_suite(_suite(tmp_path, text, "file"))
+    with pytest.raises(MissingDataError) as info:
+        leaderboard.run(suite, out=tmp_path / "out2", workers=1)
+    assert str(empty / "traces" / "x" / "jobs.csv") in str(info.value)
+    assert "https://example.org/x" in str(info.value)
+    with pytest.raises(MissingDataError, match=r"workload-6\.csv"):
+        load_suite("pollux").check_data()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("seeds = [0, 1]", "seeds = [0, 1]\ncolour = 3"), "unknown key"),
+    (('policies = ["fifo", "srtf"]', 'policies = ["fifo", "nope"]'), "nope"),
+    (('preset = "tiny"', 'preset = "huge"'), "huge"),
+    (("num_jobs = 40", "num_jobs = 1"), "num_jobs"),
+    (("loads = [1.0]", "loads = [-1.0]"), "loads"),
+    (("[trace]", "[knobs.las]\nround_lengthh = 3\n[trace]"), "knobs.las"),
+])
+def test_bad_suite_file_is_a_clear_error(tmp_path, edit, message):
+    path = _suite(tmp_path, TINY.replace(*edit), "bad")
+    with pytest.raises(SuiteError, match=message) as info:
+        load_suite(path)
+    assert str(path) in str(info.value)
+    proc = _cli("run", str(path))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in err and message in err
+
+
+# ------------------------------------------------------------------------------- suites and keys
+def test_bundled_suites_parse_and_keys_are_stable(tmp_path):
+    assert {"philly", "pollux", "heterogeneous", "synthetic"} <= set(suite_names())
+    for name in suite_names():
+        s = load_suite(name)
+        assert s.policies and s.seeds and s.loads
+    s = load_suite("synthetic")
+    specs = s.policy_specs()
+    cells = s.cells(specs)
+    assert len(cells) == len(specs) * len(s.loads) * len(s.seeds)
+    keys = [c.key for c in cells]
+    assert len(set(keys)) == len(keys)
+    assert keys == [c.key for c in s.cells(s.policy_specs())]  # deterministic
+    assert [c.oracle for c in cells if c.policy in ("sjf", "srtf")] == [True] * (2 * len(s.loads) * len(s.seeds))
+    # a knob, the job count or the version changes the key
+    s.knobs["las"] = {"round_length": 60.0}
+    changed = {c.key for c in s.cells(s.policy_specs()) if c.policy == "las"}
+    assert not changed & set(keys)
+    assert not {c.key for c in s.cells(specs, num_jobs=50)} & set(keys)
+    # fifo, the reference, is always run
+    assert [p.name for p in s.policy_specs(["srtf"])] == ["fifo", "srtf"]
+
+
+def test_ci95():
+    mean, half, n = report.ci95(np.array([1.0, 2.0, 3.0]))
+    assert (mean, n) == (2.0, 3)
+    assert half == pytest.approx(4.302652729911275 / np.sqrt(3))
+    assert np.isnan(report.ci95(np.array([5.0]))[1])
+    assert np.isnan(report.ci95(np.array([1.0, np.nan]))[0])
+    assert report.fmt(12345.6, 789.1, "seconds") == "12,346 ± 789"
+    assert report.fmt(float("nan"), 1.0, "ratio") == "n/a"
+
+
+# ------------------------------------------------------------------------------- Pollux workloads
+def test_pollux_workload_loader(shared):
+    import envs
+    import traces
+    from baselines import get
+    from leaderboard import pollux
+
+    path = shared("reference", "pollux", "workloads", "workload-6.csv", what="the Pollux workloads")
+    w = pollux.load_workload(path)
+    assert len(w) == 160 and (w["duration"] > 0).all()
+    assert set(w["model"]) <= set(pollux.APPLICATION_MODELS.values())
+    assert (w.loc[w["vc"] == "ncf", "model"] == "recommendation").all()
+    run_time = w.attrs["pollux"]["run_time"]
+    # more GPUs at the same batch size: faster
+    bert = pollux.application(path.parent.parent, "bert")
+    times = [bert.run_time(r, 384) for r in (6, 8, 12, 16)]
+    assert times == sorted(times, reverse=True)
+    # alone on the pollux cluster (T4), a job runs for exactly its measured run time
+    job = w.iloc[[3]].reset_index(drop=True)
+    res = envs.simulate(job, traces.clusters.pollux(), get("fifo"), known_durations=False)
+    assert res.jobs["jct"].iloc[0] == pytest.approx(run_time[job["job_id"].iloc[0]], rel=1e-9)
+
+
+# ------------------------------------------------------------------------------- agents
+def test_saved_agent_runs_as_a_policy(tmp_path):
+    pytest.importorskip("sb3_contrib")
+    from agents import make_model, save_agent
+    from envs.engine import EnvConfig
+    from envs.sb3 import GpuClusterVecEnv
+
+    cfg = EnvConfig(num_jobs=16, max_slots=8, trace_jobs=500)
+    model = make_model("maskable_ppo", "slot", GpuClusterVecEnv(1, seed=0, config=cfg), cfg, n_steps=32,
+                       batch_size=32)
+    agent = save_agent(model, tmp_path / "my-agent", algo="maskable_ppo", policy="slot", env_config=cfg)
+    suite = load_suite(_suite(tmp_path, TINY, "tiny"))
+    out = tmp_path / "out"
+    summary = leaderboard.run(suite, policies=["fifo"], agents=[agent], out=out, workers=1)
+    assert (summary.cells, summary.computed, summary.failed) == (4, 4, [])
+    table = (out / "leaderboard.md").read_text()
+    assert "| agent:my-agent |  | 2 |" in table
+    with pytest.raises(SuiteError, match="not an agent folder"):
+        leaderboard.run(suite, agents=[tmp_path], out=out, workers=1)
