@@ -74,48 +74,41 @@ class SlotExtractor(nn.Module):
         return self._encode(obs)[1]
 
 
-class SlotPolicy(MaskableActorCriticPolicy):
-    """``MaskablePPO`` policy over :class:`SlotExtractor`.
+class _SlotHeads:
+    """Builds a :class:`SlotExtractor` in place of SB3's MLP extractor, and no action layer after
+    it (a layer mixing the slots would break permutation equivariance)."""
+
+    _advance = True
+
+    def __init__(self, observation_space: spaces.Box, action_space: spaces.Space, lr_schedule,
+                 *, slots: int, slot_features: int, hidden: int = 64, **kwargs) -> None:
+        self._slot_shape = (slots, slot_features, hidden)
+        kwargs.setdefault("ortho_init", False)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        K, F, H = self._slot_shape
+        self.mlp_extractor = SlotExtractor(K, F, self.features_dim - K * F, H, advance=self._advance)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        self.action_net = nn.Identity()
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+
+class SlotPolicy(_SlotHeads, MaskableActorCriticPolicy):
+    """``MaskablePPO`` policy for ``action_mode="pick"``: one logit per visible slot plus
+    "advance", from :class:`SlotExtractor`.
 
     ``policy_kwargs``: ``slots`` (K) and ``slot_features`` (F) of the env (see
     :func:`agents.policy_kwargs_for`), ``hidden`` (width, default 64).
     """
 
-    def __init__(self, observation_space: spaces.Box, action_space: spaces.Discrete, lr_schedule,
-                 *, slots: int, slot_features: int, hidden: int = 64, **kwargs) -> None:
-        self._slot_shape = (slots, slot_features, hidden)
-        kwargs.setdefault("ortho_init", False)
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
-    def _build_mlp_extractor(self) -> None:
-        K, F, H = self._slot_shape
-        self.mlp_extractor = SlotExtractor(K, F, self.features_dim - K * F, H)
-
-    def _build(self, lr_schedule) -> None:
-        super()._build(lr_schedule)
-        # the extractor already emits one logit per action: no mixing layer across slots
-        self.action_net = nn.Identity()
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
-
-
-class SlotScorePolicy(ActorCriticPolicy):
-    """PPO policy over :class:`SlotExtractor` for ``action_mode="priority"``: the mean of each
-    visible slot's score comes from the shared per-job encoder (Gaussian exploration around it).
-
-    ``policy_kwargs`` as :class:`SlotPolicy`.
+class SlotScorePolicy(_SlotHeads, ActorCriticPolicy):
+    """PPO policy for ``action_mode="priority"``: the mean of each visible slot's score comes
+    from the shared per-job encoder (Gaussian exploration around it). ``policy_kwargs`` as
+    :class:`SlotPolicy`.
     """
 
-    def __init__(self, observation_space: spaces.Box, action_space: spaces.Box, lr_schedule,
-                 *, slots: int, slot_features: int, hidden: int = 64, **kwargs) -> None:
-        self._slot_shape = (slots, slot_features, hidden)
-        kwargs.setdefault("ortho_init", False)
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
-
-    def _build_mlp_extractor(self) -> None:
-        K, F, H = self._slot_shape
-        self.mlp_extractor = SlotExtractor(K, F, self.features_dim - K * F, H, advance=False)
-
-    def _build(self, lr_schedule) -> None:
-        super()._build(lr_schedule)
-        self.action_net = nn.Identity()  # the extractor's outputs are the score means
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+    _advance = False
