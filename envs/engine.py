@@ -105,7 +105,8 @@ def _base_workload(cfg: EnvConfig, spec: ClusterSpec) -> tuple[Workload, str]:
         trace, source = load_trace(cfg.trace), str(cfg.trace)
     if len(trace) < cfg.num_jobs:
         raise ValueError(f"{source}: has {len(trace)} jobs, fewer than num_jobs={cfg.num_jobs}")
-    if cfg.trace is not None and cfg.load is not None and len(trace) > 1:
+    span = trace["submit_time"].max() - trace["submit_time"].min()
+    if cfg.trace is not None and cfg.load is not None and span > 0:  # all-at-once: no rate to scale
         trace = window(trace, 0.0, num_jobs=len(trace), load=cfg.load, cluster=spec)
     return make_workload(trace, spec, seed=cfg.trace_seed, elastic_fraction=cfg.elastic_fraction, source=source), source
 
