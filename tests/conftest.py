@@ -1,4 +1,4 @@
-"""Shared test helpers.
+"""Shared test helpers and settings.
 
 ``shared`` (a session fixture) is a function ``shared(*parts, what="...")`` that returns the path
 of a file under the shared data folder (``../shared`` or ``$CLUSTERGYM_SHARED``, see
@@ -10,6 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run, so that a test run (and CI) is
+# reproducible; `pytest --hypothesis-profile=explore` searches with fresh random examples.
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=200)
+settings.load_profile("default")
 
 
 def require_shared(*parts: str, what: str = "real trace data") -> Path:
