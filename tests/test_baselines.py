@@ -20,7 +20,7 @@ from baselines.adapter import _dense_rescale
 from baselines.base import greedy_allocation
 from envs import Allocation, ClusterCore, ClusterView, make_workload, simulate
 from envs.core import WAITING
-from traces import clusters, load_trace, synthetic, validate, window
+from traces import clusters, load_trace, make_trace, synthetic, window
 
 LOAD = 2.0
 CLUSTER = "small"
@@ -28,11 +28,7 @@ CLUSTER = "small"
 
 def table(rows):
     """A canonical job table from (submit, duration, gpus, model) rows."""
-    df = pd.DataFrame(rows, columns=["submit_time", "duration", "num_gpus", "model"])
-    df["job_id"] = [f"j{i}" for i in range(len(df))]
-    for col in ("user", "vc", "status", "gpu_type"):
-        df[col] = ""
-    return validate(df[["job_id", "submit_time", "duration", "num_gpus", "user", "vc", "status", "gpu_type", "model"]])
+    return make_trace(pd.DataFrame(rows, columns=["submit_time", "duration", "num_gpus", "model"]))
 
 
 ONE_GPU = clusters.homogeneous(1, 1, name="one-gpu")

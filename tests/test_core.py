@@ -8,7 +8,7 @@ import pytest
 
 from envs import Allocation, AllocationError, ClusterCore, Policy, Priority, make_workload, simulate
 from envs.metrics import summarize
-from traces import clusters, models, synthetic, validate
+from traces import clusters, make_trace, models, synthetic
 
 
 class OldestFirst(Policy):
@@ -22,11 +22,7 @@ class OldestFirst(Policy):
 
 def table(rows):
     """A canonical job table from (submit, duration, gpus, model) rows."""
-    df = pd.DataFrame(rows, columns=["submit_time", "duration", "num_gpus", "model"])
-    df["job_id"] = [f"j{i}" for i in range(len(df))]
-    for col in ("user", "vc", "status", "gpu_type"):
-        df[col] = ""
-    return validate(df[["job_id", "submit_time", "duration", "num_gpus", "user", "vc", "status", "gpu_type", "model"]])
+    return make_trace(pd.DataFrame(rows, columns=["submit_time", "duration", "num_gpus", "model"]))
 
 
 def one_env(cluster, rows, **kw) -> ClusterCore:

@@ -4,7 +4,7 @@ generator (the embedded default), windows, cluster specs and the model throughpu
 from traces import clusters, models
 from traces.clusters import ClusterSpec
 from traces.loaders import FORMATS, detect_format, load_trace, save_trace
-from traces.schema import COLUMNS, LoadReport, TraceError, validate
+from traces.schema import COLUMNS, LoadReport, TraceError, make_trace, validate
 from traces.synthetic import synthetic
 from traces.windows import offered_load, window
 
@@ -17,6 +17,7 @@ __all__ = [
     "clusters",
     "detect_format",
     "load_trace",
+    "make_trace",
     "models",
     "offered_load",
     "save_trace",

@@ -175,6 +175,20 @@ def validate(df: pd.DataFrame, source: str = "<table>", *, sort: bool = True) ->
     return out
 
 
+def make_trace(data, source: str = "<table>") -> pd.DataFrame:
+    """A validated canonical table from the columns given (a DataFrame or a dict of columns):
+    ``submit_time``, ``duration`` and ``num_gpus`` are required; ``job_id`` defaults to
+    ``j0, j1, ...`` and the other string columns to empty."""
+    df = pd.DataFrame(data)
+    n = len(df)
+    if "job_id" not in df.columns:
+        df["job_id"] = [f"j{i}" for i in range(n)]
+    for col in STRING_COLUMNS:
+        if col not in df.columns:
+            df[col] = empty_strings(n)
+    return validate(df[[c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS]], source)
+
+
 def empty_strings(n: int) -> np.ndarray:
     """An object array of ``n`` empty strings, for optional columns a format does not carry."""
     return np.full(n, "", dtype=object)
