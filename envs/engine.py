@@ -163,8 +163,11 @@ class VectorEngine:
 
     # ------------------------------------------------------------------ episodes
     def seed(self, seeds: list[int | None]) -> None:
+        """Seed env ``i``'s RNG with ``seeds[i]``; ``None`` keeps its current stream (fresh
+        entropy from construction, or a stream restored from a checkpoint), as Gymnasium keeps
+        ``np_random`` unless reseeded."""
         for i, s in enumerate(seeds):
-            if s is not None or self._needs_reset[i]:
+            if s is not None:
                 self.rngs[i] = np.random.default_rng(s)
 
     def reset_envs(self, envs: np.ndarray) -> None:

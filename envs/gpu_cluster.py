@@ -183,9 +183,7 @@ class GpuClusterVectorEnv(VectorEnv):
             seeds = [seed + i for i in range(self.num_envs)]
         else:
             seeds = list(seed)
-        for i, s in enumerate(seeds):
-            if s is not None or eng._needs_reset[i]:
-                eng.rngs[i] = np.random.default_rng(s)
+        eng.seed(seeds)
         eng.reset_envs(np.arange(self.num_envs))
         obs, self._mask = eng.observe()
         return obs, self._infos()

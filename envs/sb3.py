@@ -40,12 +40,10 @@ class GpuClusterVecEnv(VecEnv):
 
     def reset(self) -> np.ndarray:
         eng = self.engine
-        for i in range(self.num_envs):
-            s = self._seeds[i] if i < len(self._seeds) and self._seeds[i] is not None else None
-            if s is None and self._seed is not None:
-                s = self._seed + i
-            if s is not None or eng._needs_reset[i]:
-                eng.rngs[i] = np.random.default_rng(s)
+        seeds = [self._seeds[i] if i < len(self._seeds) else None for i in range(self.num_envs)]
+        if self._seed is not None:
+            seeds = [self._seed + i if s is None else s for i, s in enumerate(seeds)]
+        eng.seed(seeds)
         self._seed = None
         self._reset_seeds()
         eng.reset_envs(np.arange(self.num_envs))

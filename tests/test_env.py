@@ -259,3 +259,15 @@ def test_maskable_ppo_learns_on_the_native_vec_env():
 def test_env_importable_from_package_namespace():
     assert envs.GpuClusterEnv is GpuClusterEnv
     assert isinstance(synthetic(5, load=0.5, cluster="tiny", seed=0), pd.DataFrame)
+
+
+def test_reset_without_seed_keeps_each_env_rng_stream():
+    """A restored stream (as train.py --resume sets it) survives SB3's unseeded reset."""
+    venv = GpuClusterVecEnv(3, **SMALL)
+    states = [np.random.default_rng(100 + i).bit_generator.state for i in range(3)]
+    for rng, state in zip(venv.engine.rngs, states, strict=True):
+        rng.bit_generator.state = state
+    venv.reset()
+    hi = venv.engine.base.num_jobs - SMALL["num_jobs"]
+    expected = [np.random.default_rng(100 + i).integers(0, hi + 1) for i in range(3)]
+    np.testing.assert_array_equal(venv.engine.window_start, expected)
