@@ -556,6 +556,17 @@ def _frame(n: int, **cols) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _kept_rows(keep: np.ndarray, submit, zone, **cols):
+    """The rows in ``keep`` as a canonical frame with submit times (time-zone-aware instants) in
+    seconds from the first kept submit; returns ``(frame, origin, zone)`` as the loaders do."""
+    if not keep.any():
+        return _frame(0), None, zone
+    origin = submit[keep].min()
+    frame = _frame(int(keep.sum()), submit_time=_seconds(submit[keep] - origin),
+                   **{name: np.asarray(values)[keep] for name, values in cols.items()})
+    return frame, origin, zone
+
+
 def _check_unique(ids: np.ndarray, source: str, column: str, where: Where | None = None) -> None:
     dup = pd.Series(ids).duplicated().to_numpy()
     if dup.any():
@@ -733,20 +744,8 @@ def _load_philly_json(path: Path, source: str, report: TraceReport):
     report.repair("jobs whose usable attempts differ in GPU count (first attempt's count kept)", (keep & (gmax != gmin)).sum())
     report.repair(AMBIGUOUS_RULE, (keep & sub_amb).sum() + (kept_att & (st_amb | en_amb)).sum())
     report.repair(NONEXISTENT_RULE, (keep & sub_non).sum() + (kept_att & (st_non | en_non)).sum())
-    if not keep.any():
-        return _frame(0), None, PACIFIC
-    origin = sub[keep].min()
-    df = _frame(
-        int(keep.sum()),
-        job_id=jobid_arr[keep],
-        submit_time=_seconds(sub[keep] - origin),
-        duration=duration[keep],
-        num_gpus=num_gpus[keep],
-        user=np.array(user, dtype=object)[keep],
-        vc=np.array(vc, dtype=object)[keep],
-        status=status_arr[keep],
-    )
-    return df, origin, PACIFIC
+    return _kept_rows(keep, sub, PACIFIC, job_id=jobid_arr, duration=duration, num_gpus=num_gpus,
+                      user=np.array(user, dtype=object), vc=np.array(vc, dtype=object), status=status_arr)
 
 
 def _load_helios(path: Path, source: str, report: TraceReport):
@@ -777,20 +776,9 @@ def _load_helios(path: Path, source: str, report: TraceReport):
     )
     report.repair(AMBIGUOUS_RULE, (keep & amb).sum())
     report.repair(NONEXISTENT_RULE, (keep & non).sum())
-    if not keep.any():
-        return _frame(0), None, HELIOS_TZ
-    origin = aware[keep].min()
-    df = _frame(
-        int(keep.sum()),
-        job_id=job_id[keep],
-        submit_time=_seconds(aware[keep] - origin),
-        duration=duration[keep],
-        num_gpus=gpus[keep].astype(np.int64),
-        user=raw["user"].to_numpy(dtype=object)[keep],
-        vc=raw["vc"].to_numpy(dtype=object)[keep],
-        status=raw["state"].to_numpy(dtype=object)[keep],
-    )
-    return df, origin, HELIOS_TZ
+    return _kept_rows(keep, aware, HELIOS_TZ, job_id=job_id, duration=duration, num_gpus=gpus.astype(np.int64),
+                      user=raw["user"].to_numpy(dtype=object), vc=raw["vc"].to_numpy(dtype=object),
+                      status=raw["state"].to_numpy(dtype=object))
 
 
 def _find_table(folder: Path, stem: str) -> Path | None:
