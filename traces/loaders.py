@@ -324,47 +324,37 @@ def local_times(df: pd.DataFrame) -> pd.Series:
 # --------------------------------------------------------------------------- reading helpers
 
 
-def _read_bytes(path: Path, source: str) -> bytes:
-    """The file's bytes, gunzipped if gzip; TraceError for unreadable, empty or bad gzip."""
+def _read_bytes(path: Path, source: str, limit: int | None = None) -> bytes:
+    """The file's bytes (only the first ``limit`` when given), gunzipped if gzip; TraceError for
+    unreadable, empty or bad gzip."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read() if limit is None else f.read(limit)
     except OSError as exc:
         raise TraceError(source, f"cannot read file: {exc.strerror or exc}") from exc
     if not data:
         raise TraceError(source, "empty file (0 bytes)")
     if data[:2] == _GZIP_MAGIC:
         try:
-            data = gzip.decompress(data)
+            if limit is None:
+                data = gzip.decompress(data)
+            else:
+                with gzip.open(path, "rb") as f:
+                    data = f.read(limit)
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
             raise TraceError(
                 source, f"truncated or corrupt gzip data ({exc}); expected a complete gzip stream"
             ) from exc
         if not data:
             raise TraceError(source, "empty file (the gzip stream holds no data)")
-    if not data.strip():
+    if limit is None and not data.strip():
         raise TraceError(source, "empty file (only whitespace)")
     return data
 
 
 def _head(path: Path, source: str, n: int = 65536) -> bytes:
-    try:
-        with path.open("rb") as f:
-            data = f.read(n)
-    except OSError as exc:
-        raise TraceError(source, f"cannot read file: {exc.strerror or exc}") from exc
-    if not data:
-        raise TraceError(source, "empty file (0 bytes)")
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            with gzip.open(path, "rb") as f:
-                data = f.read(n)
-        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-            raise TraceError(
-                source, f"truncated or corrupt gzip data ({exc}); expected a complete gzip stream"
-            ) from exc
-        if not data:
-            raise TraceError(source, "empty file (the gzip stream holds no data)")
-    return data
+    """The first ``n`` bytes (decompressed), for format detection."""
+    return _read_bytes(path, source, limit=n)
 
 
 def _is_number(text: str) -> bool:
