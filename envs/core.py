@@ -259,6 +259,10 @@ class ClusterCore:
         rate = np.where(spread, rate * self.locality[model], rate)
         return np.where(n > 0, rate, 0.0)
 
+    def slot_rate(self, n: np.ndarray, t: np.ndarray, nodes: np.ndarray, adaptive: np.ndarray | None = None) -> np.ndarray:
+        """``(E, S)`` rate of the job in each slot on ``n`` GPUs of type ``t`` on ``nodes`` nodes."""
+        return self.rate_of(self.s_model, self.s_gpus, n, t, nodes)
+
     def finish_estimate(self) -> np.ndarray:
         """``(E, S)`` finish time of each running job if nothing changes (inf otherwise)."""
         run = self.s_status == RUNNING

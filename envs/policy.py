@@ -51,9 +51,27 @@ class ClusterView:
     node_type = property(lambda self: _ro(self._core.node_type))  # (N,)
     speed = property(lambda self: _ro(self._core.speed))  # (models, T)
 
+    node_capacity = property(lambda self: _ro(self._core.node_cap))  # (N,) GPUs per node
+
     def free_per_type(self) -> np.ndarray:
         """``(E, T)`` free GPUs per type."""
         return self._core.free_per_type()
+
+    def rate_at(self, n: np.ndarray | int, t: np.ndarray | int, *, nodes: np.ndarray | int | None = None,
+                adaptive: np.ndarray | bool = False) -> np.ndarray:
+        """``(E, S)`` progress rate (reference-seconds of work per second) the job in each slot
+        would have on ``n`` GPUs of type index ``t`` (each broadcast to ``(E, S)``), placed on
+        ``nodes`` nodes (default: the fewest that hold ``n``). ``adaptive`` asks for the
+        goodput-optimal batch size of goodput-modelled jobs (:mod:`envs.goodput`); other jobs
+        ignore it. 0 where ``n`` is 0. This is the simulator's exact speed model (an oracle)."""
+        core = self._core
+        shape = core.s_job.shape
+        n = np.broadcast_to(np.asarray(n, dtype=np.int64), shape)
+        t = np.broadcast_to(np.asarray(t, dtype=np.int64), shape)
+        if nodes is None:
+            nodes = core.min_nodes(np.maximum(n, 1), t)
+        nodes = np.broadcast_to(np.asarray(nodes, dtype=np.int64), shape)
+        return core.slot_rate(n, t, nodes, np.broadcast_to(np.asarray(adaptive, dtype=bool), shape))
 
     # jobs in slots
     job = property(lambda self: _ro(self._core.s_job))  # position in the env's workload, -1 empty
