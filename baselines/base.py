@@ -281,6 +281,8 @@ def lower(view: ClusterView, decision):
     if isinstance(decision, Allocation):
         run = view.running
         same = np.where(run, (decision.n == view.allocated) & (decision.t == view.gpu_type), decision.n == 0)
+        if decision.adaptive is not None:
+            same &= (decision.adaptive == view.adaptive) | (view.status == EMPTY)
         return None if same.all() else decision
     if not isinstance(decision, Priority):
         return decision

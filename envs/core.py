@@ -38,6 +38,7 @@ from typing import ClassVar
 import numpy as np
 
 from envs import placement
+from envs.goodput import GoodputTable
 from envs.workload import Workload
 from traces import models
 from traces.clusters import ClusterSpec
@@ -81,6 +82,7 @@ class ClusterCore:
         round_length: float | None = None,
         placer: str | placement.Placer = "consolidate",
         min_slots: int = 8,
+        goodput: GoodputTable | None = None,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -106,6 +108,9 @@ class ClusterCore:
         self.speed = models.speed_matrix(self.gpu_types)  # (M, T)
         self.scaling = models.scaling_vector()
         self.locality = models.locality_vector()
+        self.goodput: GoodputTable | None = None
+        if goodput is not None:
+            self.set_goodput(goodput)
 
         self._alloc_jobs(1)
         self._alloc_slots(max(8, int(min_slots)))
@@ -137,6 +142,8 @@ class ClusterCore:
         self.j_cont_submit = np.zeros((E, J))
         self.j_cont_finish = np.zeros((E, J))
         self.j_gpus_used = np.zeros((E, J), dtype=np.int64)  # GPUs at the last (re)start
+        self.j_kind = np.full((E, J), -1, dtype=np.int64)  # goodput kind (-1: plain job)
+        self.j_restart = np.full((E, J), np.nan)  # restart overhead (NaN: the core's default)
 
     _SLOT_FIELDS = (
         ("s_job", np.int64, -1), ("s_status", np.int8, EMPTY), ("s_submit", np.float64, 0.0),
@@ -144,12 +151,15 @@ class ClusterCore:
         ("s_min", np.int64, 1), ("s_max", np.int64, 1), ("s_n", np.int64, 0), ("s_t", np.int64, 0),
         ("s_rate", np.float64, 0.0), ("s_done", np.float64, 0.0), ("s_restart_until", np.float64, -_INF),
         ("s_attained", np.float64, 0.0), ("s_nodes", np.int64, 0), ("s_started", bool, False),
-        ("s_inv_work", np.float64, 0.0),
+        ("s_inv_work", np.float64, 0.0), ("s_kind", np.int64, -1), ("s_phase", np.int64, 0),
+        ("s_phase_end", np.float64, _INF), ("s_unit", np.float64, 1.0), ("s_adapt", bool, False),
+        ("s_restart_cost", np.float64, 0.0),
     )
     _FILL: ClassVar[dict] = {name: fill for name, _dtype, fill in _SLOT_FIELDS}
     # what a finished job's slot must forget (the rest is overwritten when a job arrives)
     _CLEAR_FIELDS = ("s_job", "s_status", "s_n", "s_rate", "s_done", "s_restart_until",
-                     "s_attained", "s_nodes", "s_started", "s_inv_work")
+                     "s_attained", "s_nodes", "s_started", "s_inv_work", "s_kind", "s_phase", "s_phase_end",
+                     "s_adapt")
 
     def _alloc_slots(self, S: int) -> None:
         self.S = S
@@ -174,8 +184,10 @@ class ClusterCore:
         """Reset the envs ``envs`` (indices) to time 0 with new workloads.
 
         ``workloads`` is either one :class:`Workload` per env, or a dict of ``(len(envs), L)``
-        arrays ``submit, work, gpus, model, min_gpus, max_gpus`` plus ``num_jobs`` ``(len(envs),)``
-        (the fast path used by the Gymnasium envs to reset many envs at once).
+        arrays ``submit, work, gpus, model, min_gpus, max_gpus`` (optionally ``kind``,
+        ``restart``) plus ``num_jobs`` ``(len(envs),)`` (the fast path used by the Gymnasium envs
+        to reset many envs at once). Workloads with goodput jobs bring their
+        :class:`~envs.goodput.GoodputTable`, which the core adopts (one table per core).
         """
         self._cache = None
         envs = np.asarray(envs, dtype=np.int64)
@@ -188,12 +200,20 @@ class ClusterCore:
             counts = np.array([w.num_jobs for w in workloads], dtype=np.int64)
             arrays = {}
             for key, attr, fill in (("submit", "submit", _INF), ("work", "work", 1.0), ("gpus", "gpus", 1),
-                                    ("model", "model", 0), ("min_gpus", "min_gpus", 1), ("max_gpus", "max_gpus", 1)):
-                a = np.full((len(envs), L), fill, dtype=np.float64 if key in ("submit", "work") else np.int64)
+                                    ("model", "model", 0), ("min_gpus", "min_gpus", 1), ("max_gpus", "max_gpus", 1),
+                                    ("kind", "kind", -1), ("restart", "restart", np.nan)):
+                a = np.full((len(envs), L), fill, dtype=np.float64 if key in ("submit", "work", "restart") else np.int64)
                 for i, w in enumerate(workloads):
-                    a[i, : w.num_jobs] = getattr(w, attr)
+                    v = getattr(w, attr)
+                    if v is not None:
+                        a[i, : w.num_jobs] = v
                 arrays[key] = a
+            for w in workloads:
+                if w.goodput is not None:
+                    self.set_goodput(w.goodput)
         L = arrays["submit"].shape[1]
+        if (np.asarray(arrays.get("kind", -1)) >= 0).any() and self.goodput is None:
+            raise ValueError("the workload has goodput jobs but no goodput table was given (envs.goodput)")
         for i, g in enumerate(counts):
             too_big = arrays["gpus"][i, :g] > self.capacity.max()
             if too_big.any():
@@ -207,9 +227,10 @@ class ClusterCore:
         self.n_done[e] = 0
         pad = np.arange(self.J)[None, :] >= counts[:, None]
         for key, dst, fill in (("submit", self.j_submit, _INF), ("work", self.j_work, 1.0), ("gpus", self.j_gpus, 1),
-                               ("model", self.j_model, 0), ("min_gpus", self.j_min, 1), ("max_gpus", self.j_max, 1)):
+                               ("model", self.j_model, 0), ("min_gpus", self.j_min, 1), ("max_gpus", self.j_max, 1),
+                               ("kind", self.j_kind, -1), ("restart", self.j_restart, np.nan)):
             full = np.full((len(e), self.J), fill, dtype=dst.dtype)
-            full[:, :L] = arrays[key]
+            full[:, :L] = arrays.get(key, fill)
             full[pad] = fill
             dst[e] = full
         self.j_start[e] = np.nan
@@ -259,16 +280,44 @@ class ClusterCore:
         rate = np.where(spread, rate * self.locality[model], rate)
         return np.where(n > 0, rate, 0.0)
 
-    def slot_rate(self, n: np.ndarray, t: np.ndarray, nodes: np.ndarray, adaptive: np.ndarray | None = None) -> np.ndarray:
-        """``(E, S)`` rate of the job in each slot on ``n`` GPUs of type ``t`` on ``nodes`` nodes."""
-        return self.rate_of(self.s_model, self.s_gpus, n, t, nodes)
+    def set_goodput(self, table: GoodputTable) -> None:
+        """Use ``table`` for the rates of goodput jobs (its GPU types must be the cluster's)."""
+        if tuple(table.gpu_types) != self.gpu_types:
+            raise ValueError(f"goodput table is for GPU types {table.gpu_types}, the cluster has {self.gpu_types}")
+        if self.goodput is not None and self.goodput is not table:
+            if (self.j_kind >= 0).any() and self.goodput.kinds != table.kinds:
+                raise ValueError("a core holds one goodput table; these workloads bring different ones")
+        self.goodput = table
+
+    def slot_rate(self, n: np.ndarray, t: np.ndarray, nodes: np.ndarray, adaptive: np.ndarray | None = None,
+                  where: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Rate of the job in each slot on ``n`` GPUs of type ``t`` on ``nodes`` nodes (arrays
+        ``(E, S)``, or 1-D for the slots ``where = (e, s)``), at a fixed batch size or, where
+        ``adaptive``, the goodput-optimal one (goodput jobs only)."""
+        idx = (slice(None), slice(None)) if where is None else where
+        rate = self.rate_of(self.s_model[idx], self.s_gpus[idx], n, t, nodes)
+        if self.goodput is None:
+            return rate
+        kind = self.s_kind[idx]
+        gp = kind >= 0
+        if not gp.any():
+            return rate
+        g = self.goodput
+        adaptive = np.zeros(kind.shape, dtype=bool) if adaptive is None else np.broadcast_to(adaptive, kind.shape)
+        k = np.maximum(kind, 0)
+        n_ = np.clip(n, 0, g.max_gpus)
+        r = g.rate[k, self.s_phase[idx], np.clip(t, 0, self.T - 1), n_, (nodes > 1).astype(np.int64),
+                   adaptive.astype(np.int64)] * self.s_unit[idx]
+        return np.where(gp, np.where(n > 0, r, 0.0), rate)
 
     def finish_estimate(self) -> np.ndarray:
-        """``(E, S)`` finish time of each running job if nothing changes (inf otherwise)."""
+        """``(E, S)`` finish time of each running job if nothing changes (inf otherwise); for a
+        goodput job, the end of its current phase if that comes first (its rate then changes)."""
         run = self.s_status == RUNNING
         resume = np.maximum(self.clock[:, None], self.s_restart_until)
+        target = np.minimum(self.s_work, self.s_phase_end)
         with np.errstate(divide="ignore", invalid="ignore"):
-            fin = resume + (self.s_work - self.s_done) / self.s_rate
+            fin = resume + (target - self.s_done) / self.s_rate
         return np.where(run, fin, _INF)
 
     def next_event(self) -> np.ndarray:
@@ -319,7 +368,10 @@ class ClusterCore:
         self.clock = t_next
 
         tol = 1e-9 * np.maximum(1.0, np.abs(t_next))
-        finished = run & mask[:, None] & (fin - t_next[:, None] <= tol[:, None])
+        reached = run & mask[:, None] & (fin - t_next[:, None] <= tol[:, None])
+        finished = reached & (self.s_phase_end >= self.s_work)
+        if (reached & ~finished).any():
+            self._next_phase(*np.nonzero(reached & ~finished))
         completed = finished.sum(axis=1)
         if completed.any():
             e, s = np.nonzero(finished)
@@ -333,6 +385,24 @@ class ClusterCore:
             np.add.at(self.n_active, e, -1)
         self._admit(mask)
         return StepStats(dt, jobs_time, slowdown_time, gpu_time, completed, round_hit)
+
+    def _next_phase(self, e: np.ndarray, s: np.ndarray) -> None:
+        """Goodput jobs that reached the end of their phase enter the next one (new rate)."""
+        self.s_done[e, s] = self.s_phase_end[e, s]
+        self.s_phase[e, s] += 1
+        self._set_phase_end(e, s)
+        self.s_rate[e, s] = self.slot_rate(self.s_n[e, s], self.s_t[e, s], self.s_nodes[e, s], self.s_adapt[e, s], (e, s))
+
+    def _set_phase_end(self, e: np.ndarray, s: np.ndarray) -> None:
+        k = self.s_kind[e, s]
+        gp = k >= 0
+        end = np.full(len(e), _INF)
+        if gp.any() and self.goodput is not None:
+            b = self.goodput.bounds
+            p = np.minimum(self.s_phase[e, s], b.shape[1] - 1)
+            frac = b[np.maximum(k, 0), p]
+            end = np.where(gp, np.where(frac >= 1.0 - 1e-12, _INF, frac * self.s_work[e, s]), _INF)
+        self.s_phase_end[e, s] = end
 
     def _clear(self, e: np.ndarray, s: np.ndarray) -> None:
         for name in self._CLEAR_FIELDS:
@@ -363,9 +433,21 @@ class ClusterCore:
             self.s_model[e, s] = self.j_model[e, j]
             self.s_min[e, s] = self.j_min[e, j]
             self.s_max[e, s] = self.j_max[e, j]
+            self.s_kind[e, s] = self.j_kind[e, j]
+            self.s_phase[e, s] = 0
+            self.s_unit[e, s] = np.where(self.j_kind[e, j] >= 0,
+                                         self.j_work[e, j] / self._kind_total(self.j_kind[e, j]), 1.0)
+            self._set_phase_end(e, s)
+            rc = self.j_restart[e, j]
+            self.s_restart_cost[e, s] = np.where(np.isnan(rc), self.restart_overhead, rc)
             self.j_cont_submit[e, j] = self.contention[e]
             self.next_job[e] += 1
             self.n_active[e] += 1
+
+    def _kind_total(self, kind: np.ndarray) -> np.ndarray:
+        if self.goodput is None:
+            return np.ones(len(kind))
+        return self.goodput.total[np.maximum(kind, 0)]
 
     # ------------------------------------------------------------------ decisions
     def start(
@@ -401,11 +483,11 @@ class ClusterCore:
         self.s_n[e, s] = n
         self.s_t[e, s] = t
         self.s_nodes[e, s] = nodes
-        self.s_rate[e, s] = self.rate_of(self.s_model[e, s], self.s_gpus[e, s], n, t, nodes)
+        self.s_rate[e, s] = self.slot_rate(n, t, nodes, self.s_adapt[e, s], (e, s))
         self.s_status[e, s] = RUNNING
         j = self.s_job[e, s]
         again = self.s_started[e, s]
-        until = np.where(again, self.clock[e] + self.restart_overhead, -_INF)
+        until = np.where(again, self.clock[e] + self.s_restart_cost[e, s], -_INF)
         if in_place is not None:
             again = again & ~in_place
             until = np.where(in_place, restart_until, until)
@@ -463,18 +545,29 @@ class ClusterCore:
             e, k = np.argwhere(over)[0]
             raise AllocationError(f"env {e}: {per_type[e, k]} GPUs of type {self.gpu_types[k]!r} allocated, cluster has {self.capacity[k]}")
 
-    def apply(self, n: np.ndarray, t: np.ndarray, envs: np.ndarray | None = None, *, check: bool = True) -> None:
+    def apply(self, n: np.ndarray, t: np.ndarray, envs: np.ndarray | None = None, *, check: bool = True,
+              adaptive: np.ndarray | None = None) -> None:
         """Make ``(n, t)`` the allocation of the envs in the boolean mask ``envs``.
 
         Jobs whose count and type are unchanged keep their placement and pay nothing; running
         jobs that get 0 are preempted; changed jobs are moved (and pay the restart overhead);
         new jobs are placed in workload order by the placer. ``check=False`` skips validation
-        (for allocations the core computed itself, such as :meth:`greedy`'s).
+        (for allocations the core computed itself, such as :meth:`greedy`'s). ``adaptive``
+        (``(E, S)`` bool) switches goodput jobs between their own batch size and the
+        goodput-optimal one; the switch itself costs no restart.
         """
         envs = np.ones(self.E, dtype=bool) if envs is None else np.asarray(envs, dtype=bool)
         n = np.where(envs[:, None], np.asarray(n, dtype=np.int64), self.s_n)
         t = np.where(envs[:, None] & (n > 0), np.asarray(t, dtype=np.int64), self.s_t)
         run = self.s_status == RUNNING
+        if adaptive is not None:
+            adaptive = np.where(envs[:, None] & (self.s_status != EMPTY), np.asarray(adaptive, dtype=bool), self.s_adapt)
+            flip = adaptive != self.s_adapt
+            if flip.any():
+                self._cache = None
+                self.s_adapt = adaptive
+                e, s = np.nonzero(flip & run)
+                self.s_rate[e, s] = self.slot_rate(self.s_n[e, s], self.s_t[e, s], self.s_nodes[e, s], self.s_adapt[e, s], (e, s))
         keep = run & (n == self.s_n) & (t == self.s_t)
         if ((n == 0) & ~run | keep).all():
             return  # nothing changes

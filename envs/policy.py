@@ -90,6 +90,27 @@ class ClusterView:
     rate = property(lambda self: _ro(self._core.s_rate))
     restarting = property(lambda self: self._core.s_restart_until > self._core.clock[:, None])
     started = property(lambda self: _ro(self._core.s_started))
+    restart_cost = property(lambda self: _ro(self._core.s_restart_cost))  # seconds per restart
+    preemptions = property(lambda self: self._core.j_preempt[np.arange(self._core.E)[:, None], np.maximum(self._core.s_job, 0)])
+    restarts = property(lambda self: self._core.j_restarts[np.arange(self._core.E)[:, None], np.maximum(self._core.s_job, 0)])
+    # goodput jobs (envs.goodput): kind -1 for plain jobs
+    goodput = property(lambda self: self._core.goodput)  # the GoodputTable, or None
+    kind = property(lambda self: _ro(self._core.s_kind))
+    adaptive = property(lambda self: _ro(self._core.s_adapt))  # running at the goodput-optimal batch
+
+    @property
+    def batch_size(self) -> np.ndarray:
+        """``(E, S)`` total batch size in use by running goodput jobs (0 elsewhere)."""
+        core = self._core
+        g = core.goodput
+        out = np.zeros(core.s_job.shape)
+        if g is None:
+            return out
+        on = (core.s_kind >= 0) & (core.s_status == RUNNING)
+        e, s = np.nonzero(on)
+        out[e, s] = g.batch[core.s_kind[e, s], core.s_phase[e, s], core.s_t[e, s], np.minimum(core.s_n[e, s], g.max_gpus),
+                            (core.s_nodes[e, s] > 1).astype(np.int64), core.s_adapt[e, s].astype(np.int64)]
+        return out
 
     @property
     def waited(self) -> np.ndarray:
@@ -122,10 +143,13 @@ class Priority:
 
 @dataclass(frozen=True)
 class Allocation:
-    """GPU count ``n`` and GPU type index ``t`` per slot (each ``(E, S)``)."""
+    """GPU count ``n`` and GPU type index ``t`` per slot (each ``(E, S)``); optionally
+    ``adaptive`` (``(E, S)`` bool): goodput jobs train at their goodput-optimal batch size
+    (:mod:`envs.goodput`) rather than their own (``None``: unchanged)."""
 
     n: np.ndarray
     t: np.ndarray
+    adaptive: np.ndarray | None = None
 
     @classmethod
     def from_counts(cls, counts: np.ndarray) -> Allocation:
@@ -168,7 +192,7 @@ def execute(core: ClusterCore, decision: Priority | Allocation | None, envs: np.
         return
     mask = np.ones(core.E, dtype=bool) if envs is None else envs
     if isinstance(decision, Allocation):
-        core.apply(decision.n, decision.t, mask)
+        core.apply(decision.n, decision.t, mask, adaptive=decision.adaptive)
         return
     core.serve(np.asarray(decision.scores, dtype=np.float64), backfill=decision.backfill,
                preempt=decision.preempt, envs=mask)

@@ -39,16 +39,19 @@ def simulate(
     placer: str = "consolidate",
     seed: int = 0,
     progress: bool = False,
+    goodput: bool | None = None,
+    restart: dict[str, float] | None = None,
 ) -> SimulationResult:
     """Replay every job of ``trace`` on ``cluster`` under ``policy`` until all have finished.
 
     The policy is asked for a decision at every event (arrival, completion, end of a restart,
-    round boundary). ``round_length`` defaults to the policy's own. ``seed`` drives the model
+    round boundary). ``round_length`` defaults to the policy's own. ``goodput`` and ``restart``
+    are :func:`envs.workload.make_workload`'s (goodput jobs of Pollux workloads). ``seed`` drives the model
     draw for jobs without one. Raises ``RuntimeError`` if the policy leaves jobs waiting on an
     idle cluster with nothing left to happen (a deadlock) rather than looping forever.
     """
     spec = clusters.get(cluster)
-    workload = make_workload(trace, spec, seed=seed, elastic_fraction=elastic_fraction)
+    workload = make_workload(trace, spec, seed=seed, elastic_fraction=elastic_fraction, goodput=goodput, restart=restart)
     rounds = policy.round_length if round_length is None else round_length
     core = ClusterCore(spec, 1, restart_overhead=restart_overhead, round_length=rounds, placer=placer)
     view = ClusterView(core, known_durations=known_durations)

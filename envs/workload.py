@@ -14,10 +14,12 @@ the fewest that could hold it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from envs.goodput import GoodputTable, build_table, reference_time
 from traces import models
 from traces.clusters import ClusterSpec
 from traces.schema import validate
@@ -34,6 +36,9 @@ class Workload:
     model: np.ndarray  # int64 index into traces.models.MODELS
     min_gpus: np.ndarray  # int64; == gpus for rigid jobs
     max_gpus: np.ndarray  # int64; == gpus for rigid jobs
+    kind: np.ndarray | None = None  # int64 goodput kind in ``goodput`` (-1: plain job); None: none
+    restart: np.ndarray | None = None  # float64 restart overhead per job (NaN: the core's)
+    goodput: GoodputTable | None = None
 
     @property
     def num_jobs(self) -> int:
@@ -51,6 +56,9 @@ def make_workload(
     seed: int = 0,
     elastic_fraction: float = 0.0,
     source: str = "trace",
+    goodput: bool | None = None,
+    phases: int = 10,
+    restart: dict[str, float] | None = None,
 ) -> Workload:
     """Turn a canonical job table into a :class:`Workload` for ``cluster``.
 
@@ -58,6 +66,15 @@ def make_workload(
     ``elastic_fraction`` > 0 that fraction of multi-GPU-capable jobs (seeded draw) become elastic
     with bounds ``[1, 2 * requested]`` (capped at the largest GPU type pool). Raises
     ``ValueError`` if a job needs more GPUs than any single GPU type of the cluster offers.
+
+    Goodput jobs: a trace from :func:`traces.pollux.load_workload` records each job's
+    application and batch size (``trace.attrs['pollux']``). With ``goodput`` (default: whenever
+    the trace has them) those jobs run on Pollux's goodput model (:mod:`envs.goodput`, ``phases``
+    efficiency phases): their work becomes their run time alone at their requested GPUs and batch
+    size on the reference type (:func:`envs.goodput.reference_time`), and their bounds
+    ``[1, max_replicas]`` (Pollux's cap), so that elastic policies may resize any of them.
+    ``restart`` maps an application to its restart overhead (e.g. Sia's
+    :data:`envs.goodput.SIA_RESTART`); others use the core's.
     """
     if not 0.0 <= elastic_fraction <= 1.0:
         raise ValueError(f"elastic_fraction must be in [0, 1], got {elastic_fraction}")
@@ -79,12 +96,37 @@ def make_workload(
         elastic = can_scale & (rng.random(len(gpus)) < elastic_fraction)
         min_g[elastic] = 1
         max_g[elastic] = np.minimum(2 * gpus[elastic], biggest_pool)
+    work = trace["duration"].to_numpy(np.float64)
+    meta = trace.attrs.get("pollux", {})
+    kind = restart_arr = table = None
+    if goodput is None:
+        goodput = "application" in meta
+    if goodput:
+        if "application" not in meta:
+            raise ValueError(f"{source}: goodput jobs need a Pollux workload (traces.pollux.load_workload); "
+                             "this trace records no application and batch size per job")
+        ids = trace["job_id"].astype(str)
+        apps = ids.map(meta["application"]).to_numpy(object)
+        bsz = ids.map(meta["batch_size"]).to_numpy(np.int64)
+        root = Path(meta["root"])
+        kinds = sorted(set(zip(apps, bsz.tolist(), strict=True)))
+        table = build_table(root, kinds, cluster.gpu_types, max_gpus=min(64, biggest_pool), phases=phases)
+        kind = np.array([table.kind(a, b) for a, b in zip(apps, bsz, strict=True)], dtype=np.int64)
+        work = np.array([reference_time(root, a, int(n), int(b), phases=phases)
+                         for a, n, b in zip(apps, gpus, bsz, strict=True)])
+        min_g = np.ones_like(gpus)
+        max_g = np.maximum(np.minimum(table.max_replicas[kind], biggest_pool), gpus)
+        if restart:
+            restart_arr = np.array([restart.get(a, np.nan) for a in apps], dtype=np.float64)
     return Workload(
         job_id=trace["job_id"].to_numpy(object),
         submit=trace["submit_time"].to_numpy(np.float64),
-        work=trace["duration"].to_numpy(np.float64),
+        work=work,
         gpus=gpus,
         model=model,
         min_gpus=min_g,
         max_gpus=max_g,
+        kind=kind,
+        restart=restart_arr,
+        goodput=table,
     )

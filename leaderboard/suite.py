@@ -274,7 +274,7 @@ class Suite:
         if kind == "pollux_workloads":
             base = root / self.trace["path"]
             out = [(base / "workloads" / f"workload-{k}.csv", source) for k in self.trace["workloads"]]
-            from leaderboard.pollux import APPLICATION_MODELS
+            from traces.pollux import APPLICATION_MODELS
 
             for app in APPLICATION_MODELS:
                 out += [(base / "traces" / app / "placements.csv", source),
@@ -519,7 +519,7 @@ def build_trace(win: dict, paths: dict, load: float | None, seed: int, spec: Clu
         kept = full[full["num_gpus"] <= cap].reset_index(drop=True)
         kept.attrs = dict(full.attrs)
         return traces.window(kept, win["start_days"] * 86400.0, num_jobs=win["num_jobs"], load=load, cluster=spec)
-    from leaderboard.pollux import load_workload
+    from traces.pollux import load_workload
 
     w = load_workload(paths["workload"], root=paths["root"], gpu_type=win["gpu_type"])
     if win.get("num_jobs"):

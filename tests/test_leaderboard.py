@@ -237,7 +237,7 @@ def test_pollux_workload_loader(shared):
     import envs
     import traces
     from baselines import get
-    from leaderboard import pollux
+    from traces import pollux
 
     path = shared("reference", "pollux", "workloads", "workload-6.csv", what="the Pollux workloads")
     w = pollux.load_workload(path)
@@ -251,7 +251,8 @@ def test_pollux_workload_loader(shared):
     assert times == sorted(times, reverse=True)
     # alone on the pollux cluster (T4), a job runs for exactly its measured run time
     job = w.iloc[[3]].reset_index(drop=True)
-    res = envs.simulate(job, traces.clusters.pollux(), get("fifo"), known_durations=False)
+    job.attrs = w.attrs
+    res = envs.simulate(job, traces.clusters.pollux(), get("fifo"), known_durations=False, goodput=False)
     assert res.jobs["jct"].iloc[0] == pytest.approx(run_time[job["job_id"].iloc[0]], rel=1e-9)
 
 

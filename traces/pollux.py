@@ -299,8 +299,11 @@ def load_workload(path: str | Path, *, root: str | Path | None = None, gpu_type:
         "model": model.astype(str),
     })
     out = validate(out, source=str(path))
-    out.attrs["pollux"] = {"file": str(path), "gpu_type": gpu_type,
-                           "run_time": dict(zip(df["name"].astype(str), seconds.tolist(), strict=True))}
+    names = df["name"].astype(str)
+    out.attrs["pollux"] = {"file": str(path), "root": str(root), "gpu_type": gpu_type,
+                           "run_time": dict(zip(names, seconds.tolist(), strict=True)),
+                           "application": dict(zip(names, df["application"].astype(str), strict=True)),
+                           "batch_size": dict(zip(names, df["batch_size"].astype(int), strict=True))}
     return out
 
 
@@ -321,3 +324,129 @@ def configuration_table(root: str | Path, workloads: list[str | Path]) -> pd.Dat
                     "iteration_time": a.iteration_time(int(r), int(b)), "run_time_1gpu": t1,
                     "efficiency": t1 / (t * r)})
     return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------------------------- goodput model
+#: Names of the parameters of Pollux's throughput model, in :class:`ThroughputModel` order.
+THROUGHPUT_PARAMS = ("alpha_c", "beta_c", "alpha_r", "beta_r", "alpha_n", "beta_n", "gamma")
+
+
+@dataclass(frozen=True)
+class ThroughputModel:
+    """Pollux's model of the time per training iteration (Qiao et al., OSDI'21, section 3.1).
+
+    - compute time of one micro-step at per-GPU batch ``m``: ``T_grad = alpha_c + beta_c * m``;
+    - synchronisation with ``K`` replicas: 0 if ``K = 1``, else ``alpha + beta * max(K - 2, 0)``
+      with ``(alpha_r, beta_r)`` when every replica sits on one node and ``(alpha_n, beta_n)``
+      when the job spans nodes;
+    - overlap of the last micro-step with synchronisation:
+      ``T_step = (T_grad ** gamma + T_sync ** gamma) ** (1 / gamma)``, ``gamma >= 1``;
+    - with ``s`` gradient-accumulation steps: ``T_iter = s * T_grad + T_step``.
+
+    Fitted to an application's measurements by :meth:`Application.throughput_model`.
+    """
+
+    alpha_c: float
+    beta_c: float
+    alpha_r: float
+    beta_r: float
+    alpha_n: float
+    beta_n: float
+    gamma: float
+
+    def iteration_time(self, replicas, multinode, local_bsz, accum=0, compute_scale=1.0) -> np.ndarray:
+        """Seconds per iteration (arrays broadcast together). ``compute_scale`` divides the
+        compute time (a faster GPU type); synchronisation is network-bound and unchanged."""
+        replicas = np.asarray(replicas, dtype=np.float64)
+        t_grad = (self.alpha_c + self.beta_c * np.asarray(local_bsz, dtype=np.float64)) / compute_scale
+        extra = np.maximum(replicas - 2.0, 0.0)
+        t_sync = np.where(np.asarray(multinode, dtype=bool), self.alpha_n + self.beta_n * extra,
+                          self.alpha_r + self.beta_r * extra)
+        t_sync = np.where(replicas > 1, t_sync, 0.0)
+        g = self.gamma
+        t_step = (t_grad ** g + t_sync ** g) ** (1.0 / g)
+        return np.asarray(accum, dtype=np.float64) * t_grad + t_step
+
+
+def _observations(app: Application) -> pd.DataFrame:
+    p = app.placements
+    obs = pd.DataFrame({
+        "replicas": p["placement"].map(lambda s: sum(int(c) for c in s)).astype(np.float64),
+        "nodes": p["placement"].str.len().astype(np.float64),
+        "local_bsz": p["local_bsz"].astype(np.float64),
+        "step_time": p["step_time"].astype(np.float64),
+        "sync_time": p["sync_time"].astype(np.float64),
+    })
+    s = app.scalability
+    obs = pd.concat([obs, pd.DataFrame({
+        "replicas": s["num_replicas"].astype(np.float64), "nodes": s["num_nodes"].astype(np.float64),
+        "local_bsz": s["local_bsz"].astype(np.float64), "step_time": s["step_time"].astype(np.float64),
+        "sync_time": s["sync_time"].astype(np.float64)})], ignore_index=True)
+    return obs[(obs["step_time"] > obs["sync_time"]) & (obs["sync_time"] >= 0)]
+
+
+def fit_throughput(app: Application) -> ThroughputModel:
+    """Fit :class:`ThroughputModel` to every measurement of ``app`` (``placements.csv`` and
+    ``scalability.csv``), as Pollux fits its agents' profiles: least squares on the log-errors of
+    the predicted compute time (measured: step time - sync time) and step time, with Pollux's
+    regularisers ``1e-3 (gamma - 1)^2`` and ``1e-2 ((beta_n / alpha_n)^2 + (beta_r / alpha_r)^2)``."""
+    from scipy.optimize import least_squares
+
+    obs = _observations(app)
+    k, multi, m = obs["replicas"].to_numpy(), (obs["nodes"] > 1).to_numpy(), obs["local_bsz"].to_numpy()
+    log_grad = np.log(obs["step_time"].to_numpy() - obs["sync_time"].to_numpy())
+    log_step = np.log(obs["step_time"].to_numpy())
+    extra = np.maximum(k - 2.0, 0.0)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        ac, bc, ar, br, an, bn, g = x
+        t_grad = ac + bc * m
+        t_sync = np.where(k > 1, np.where(multi, an + bn * extra, ar + br * extra), 0.0)
+        t_step = (t_grad ** g + t_sync ** g) ** (1.0 / g)
+        return np.concatenate([np.log(t_grad) - log_grad, np.log(t_step) - log_step,
+                               [np.sqrt(1e-3) * (g - 1.0), 0.1 * br / ar, 0.1 * bn / an]])
+
+    x0 = np.array([0.1, 0.01, 0.1, 0.01, 0.1, 0.01, 1.001])
+    lo = np.array([1e-8] * 6 + [1.0])
+    hi = np.array([np.inf] * 6 + [10.0])
+    fit = least_squares(residuals, x0, bounds=(lo, hi), x_scale="jac", max_nfev=5000)
+    return ThroughputModel(*(float(v) for v in fit.x))
+
+
+def epoch_gains(app: Application, batch_size: np.ndarray) -> np.ndarray:
+    """``(epochs, *batch_size.shape)``: statistical progress per iteration at total batch size
+    ``batch_size`` in each epoch, ``(var + sqr) / (var / scale + sqr)`` with ``scale`` =
+    batch size / the initial (smallest measured) batch size and ``sqr, var`` the epoch's gradient
+    statistics interpolated between the measured batch sizes (clamped to the measured range).
+    This is the batch size times Pollux's efficiency ``E(M) = (phi + M0) / (phi + M)``, in units
+    of iterations at the initial batch size."""
+    batch_size = np.asarray(batch_size, dtype=np.float64)
+    sizes = np.array(list(app.validation), dtype=np.float64)
+    n = app.epochs
+    sqr_t = np.stack([v["grad_sqr"].to_numpy(np.float64)[:n] for v in app.validation.values()])  # (B, E)
+    var_t = np.stack([v["grad_var"].to_numpy(np.float64)[:n] for v in app.validation.values()])
+    flat = np.clip(batch_size.ravel(), sizes[0], sizes[-1])
+    sqr = np.stack([np.interp(flat, sizes, sqr_t[:, e]) for e in range(n)])
+    var = np.stack([np.interp(flat, sizes, var_t[:, e]) for e in range(n)])
+    scale = batch_size.ravel() / app.init_batch_size
+    gain = (var + sqr) / (var / scale + sqr)
+    return gain.reshape((n, *batch_size.shape))
+
+
+def progress_needed(app: Application) -> np.ndarray:
+    """``(epochs,)`` statistical progress each epoch needs (the artifact's ``Job.step`` targets)."""
+    n = app.epochs
+    ends = np.min(np.stack([v["progress"].to_numpy(np.float64)[:n] for v in app.validation.values()]), axis=0)
+    return np.diff(np.concatenate([[0.0], ends]))
+
+
+def limits(app: Application) -> dict[str, int]:
+    """Batch-size limits of ``app``: ``min_local_bsz`` (smallest measured per-GPU batch),
+    ``max_local_bsz``, ``init_batch_size`` (smallest validated), ``max_batch_size`` (largest
+    validated) and ``max_replicas`` (Pollux's cap ``min(64, max_batch_size // min_local_bsz)``;
+    1 for ncf, which the artifact pins to one GPU)."""
+    min_local = int(app.placements["local_bsz"].min())
+    max_batch = int(max(app.validation))
+    cap = 1 if app.name == "ncf" else max(1, min(64, max_batch // min_local))
+    return {"min_local_bsz": min_local, "max_local_bsz": int(app.max_local_bsz),
+            "init_batch_size": int(app.init_batch_size), "max_batch_size": max_batch, "max_replicas": cap}
