@@ -1,0 +1,193 @@
+"""Pollux (Qiao et al., OSDI'21): goodput-optimised elastic scheduling with co-adaptive batch sizes.
+
+Paper: "Pollux: Co-adaptive Cluster Scheduling for Goodput-Optimized Deep Learning", OSDI'21;
+the rules follow its simulator artifact (petuum/adaptdl, branch ``osdi21-artifact``), see
+``../shared/papers/modern.md`` section 1.
+
+Models:
+
+- Goodput = throughput x statistical efficiency, per job and allocation, with the batch size
+  re-optimised for every allocation (:mod:`envs.goodput`; the policy runs every goodput job with
+  ``adaptive=True``). Plain (non-goodput) jobs use the simulator's speed model at their own size.
+- Every round (``round_length`` = 60 s) the whole allocation is recomputed. Each job's *speedup*
+  on ``n`` GPUs is its goodput there divided by its goodput at a fair share of
+  ``ceil(cluster GPUs / jobs)`` GPUs on one node; an allocation that differs from the job's
+  current one is multiplied by the restart factor ``max(age - restarts x delta, 0) / (age +
+  delta)`` (``delta`` = 30 s, age since submission).
+- The allocation maximises the power mean ``(mean_j (speedup_j + 1e-3) ** p) ** (1 / p)`` with
+  ``p = -1`` (fairness-leaning), i.e. minimises ``sum_j 1 / (speedup_j + 1e-3)`` subject to the
+  cluster's GPUs. Jobs never run before are capped at 1 GPU and every job at twice the largest
+  allocation it has run at (Pollux's exploration cap), and at its own ``max_gpus``.
+- Preemptive and elastic: any job may grow, shrink, move or be suspended each round; the core
+  charges its restart delay (30 s by default) to every changed job.
+
+Optimiser (documented deviation): Pollux searches node-level allocations with a genetic
+algorithm (population 100, 100 generations). Because the objective is a sum of per-job terms and
+GPUs are the only shared constraint, this module solves it *exactly* by dynamic programming over
+GPU counts (a multiple-choice knapsack: one group per job, one item per allowed count), which
+reaches allocations at least as good as the GA's, deterministically and in milliseconds.
+
+Simplifies:
+
+- The goodput model is the simulator's own (an oracle): Pollux's agents learn theirs online from
+  the placements each job has run at; the exploration cap above stands in for that learning.
+- Counts are restricted to powers of two within a node and whole nodes beyond (a job spanning
+  nodes takes them whole): such allocations always pack, and Pollux's "at most one distributed
+  job per node" rule holds by construction. Placement is the core's consolidate-first placer.
+- Heterogeneity-agnostic, as Pollux is: on a cluster with several GPU types the optimiser sees
+  one pool of GPUs and each job's goodput averaged over the types; types are then assigned
+  largest job first, keeping a running job's type when it has room.
+- Jobs arriving between rounds wait for the next round (as in the artifact); GPUs freed between
+  rounds stay idle until then.
+
+Knobs: ``round_length=60`` s, ``p=-1.0``, ``restart_delta=30.0`` s (the penalty's delta; the
+actual delay is the simulator's ``restart_overhead``), ``growth=2.0`` (the exploration cap).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from baselines.base import EMPTY, RUNNING, WAITING, Baseline
+from envs.policy import Allocation, ClusterView
+
+_EPS = 1e-3
+
+
+def allowed_counts(node_size: int, total: int) -> np.ndarray:
+    """GPU counts a job may get: powers of two up to a node, then whole nodes up to ``total``."""
+    small = [1 << i for i in range(node_size.bit_length()) if (1 << i) <= node_size]
+    return np.array(sorted(set(small) | set(range(node_size, total + 1, node_size))), dtype=np.int64)
+
+
+def knapsack(costs: np.ndarray, sizes: np.ndarray, capacity: int) -> tuple[np.ndarray, float]:
+    """Choose one item per group minimising the total cost within ``capacity``.
+
+    ``costs`` ``(J, C)`` (``inf``: not allowed), ``sizes`` ``(C,)`` non-negative integers (item 0
+    is usually "nothing", size 0). Returns the chosen item per group and the total cost (``inf``
+    when no choice fits). Dynamic programming over the capacity, O(J x C x capacity).
+    """
+    J = costs.shape[0]
+    best = np.zeros(capacity + 1)
+    choice = np.zeros((J, capacity + 1), dtype=np.int64)
+    g = np.arange(capacity + 1)
+    for j in range(J):
+        prev = g[:, None] - sizes[None, :]  # (G+1, C)
+        ok = prev >= 0
+        cand = np.where(ok, best[np.maximum(prev, 0)] + costs[j][None, :], np.inf)
+        choice[j] = cand.argmin(axis=1)
+        best = cand[g, choice[j]]
+    picks = np.zeros(J, dtype=np.int64)
+    cap = capacity
+    total = best[capacity]
+    for j in range(J - 1, -1, -1):
+        picks[j] = choice[j, cap]
+        cap -= int(sizes[picks[j]])
+    return picks, float(total)
+
+
+class Pollux(Baseline):
+    """Goodput-optimised elastic allocation (power-mean of fair-share speedups, restart factor)."""
+
+    name = "pollux"
+    job_fields: ClassVar[dict[str, tuple[type, object]]] = {"max_seen": (np.int64, 0)}
+
+    def __init__(self, round_length: float = 60.0, p: float = -1.0, restart_delta: float = 30.0,
+                 growth: float = 2.0) -> None:
+        super().__init__()
+        if not round_length > 0:
+            raise ValueError(f"round_length must be > 0 seconds, got {round_length}")
+        if not p < 0:
+            raise ValueError(f"p must be < 0 (a fairness-leaning power mean), got {p}")
+        if not restart_delta >= 0:
+            raise ValueError(f"restart_delta must be >= 0 seconds, got {restart_delta}")
+        if not growth >= 1:
+            raise ValueError(f"growth must be >= 1, got {growth}")
+        self.round_length = float(round_length)
+        self.p = float(p)
+        self.restart_delta = float(restart_delta)
+        self.growth = float(growth)
+
+    def knobs(self) -> dict[str, object]:
+        return {"round_length": self.round_length, "p": self.p, "restart_delta": self.restart_delta,
+                "growth": self.growth}
+
+    def plan(self, view: ClusterView) -> Allocation | None:
+        st = view.status
+        active = st != EMPTY
+        idle = ~(st == RUNNING).any(axis=1) & (st == WAITING).any(axis=1)
+        due = np.asarray(view.at_round_boundary, dtype=bool) | idle
+        if not (due & active.any(axis=1)).any():
+            return None
+        E, S = st.shape
+        T = len(view.gpu_types)
+        node_size = int(view.node_capacity.max())
+        total = int(view.total_gpus)
+        counts = allowed_counts(node_size, min(total, int(view.max_gpus.max(initial=1))))
+        C = len(counts)
+        # rate of every slot at every allowed count, averaged over GPU types (agnostic)
+        rate = np.zeros((E, S, C))
+        cap_t = np.asarray(view.capacity, dtype=np.float64)
+        for c, n in enumerate(counts):
+            nodes = max(1, -(-int(n) // node_size))
+            per_type = [view.rate_at(int(n), k, nodes=nodes, adaptive=True) for k in range(T)]
+            rate[:, :, c] = np.average(np.stack(per_type), axis=0, weights=cap_t)
+        n_jobs = np.maximum(active.sum(axis=1), 1)
+        fair_n = np.minimum(-(-total // n_jobs), node_size)
+        fair = np.average(np.stack([view.rate_at(fair_n[:, None], k, nodes=1, adaptive=True) for k in range(T)]),
+                          axis=0, weights=cap_t)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            speedup = np.where(fair[:, :, None] > 0, rate / fair[:, :, None], 0.0)
+        # caps: exploration (2 x the largest allocation run at), the job's bounds
+        max_seen = self.jobs.gather("max_seen", view)
+        cap = np.minimum(view.max_gpus, np.maximum(np.floor(self.growth * max_seen), 1)).astype(np.int64)
+        ok = (counts[None, None, :] <= cap[:, :, None]) & (counts[None, None, :] >= view.min_gpus[:, :, None])
+        # restart factor for allocations other than the current one
+        age = np.maximum(view.clock[:, None] - view.submit, 0.0)
+        d = self.restart_delta
+        factor = np.maximum(age - view.restarts * d, 0.0) / (age + d) if d > 0 else np.ones_like(age)
+        current = counts[None, None, :] == view.allocated[:, :, None]
+        value = np.where(current, speedup, speedup * factor[:, :, None])
+        cost = np.where(ok, (value + _EPS) ** self.p, np.inf)
+        cost0 = np.full((E, S, 1), _EPS ** self.p)  # no GPUs
+        costs = np.concatenate([cost0, cost], axis=2)
+        sizes = np.concatenate([[0], counts])
+        n_new = np.zeros((E, S), dtype=np.int64)
+        t_new = view.gpu_type.copy()
+        for e in np.flatnonzero(due & active.any(axis=1)):
+            slots = np.flatnonzero(active[e])
+            slots = slots[np.argsort(view.job[e, slots], kind="stable")]
+            picks, _ = knapsack(costs[e, slots], sizes, total)
+            n_e = sizes[picks]
+            t_new[e, slots] = self._assign_types(view, e, slots, n_e)  # may zero jobs that fit no type
+            n_new[e, slots] = n_e
+        keep = ~due[:, None]
+        n_new = np.where(keep, view.allocated, n_new)
+        t_new = np.where(keep, view.gpu_type, t_new)
+        n_new = np.where(active, n_new, 0)
+        self.jobs.scatter("max_seen", view, np.maximum(max_seen, n_new), active & (n_new > max_seen))
+        return Allocation(n_new, t_new, adaptive=active)
+
+    @staticmethod
+    def _assign_types(view: ClusterView, e: int, slots: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """One GPU type per job, largest first, a running job keeping its type when it has room;
+        jobs that fit no type get nothing (0 GPUs; only on mixed clusters)."""
+        room = np.asarray(view.capacity, dtype=np.int64).copy()
+        out = view.gpu_type[e, slots].copy()
+        order = np.argsort(-n, kind="stable")
+        for i in order:
+            if n[i] == 0:
+                continue
+            cur = out[i]
+            if view.status[e, slots[i]] == RUNNING and room[cur] >= n[i]:
+                k = cur
+            else:
+                k = int(room.argmax())
+                if room[k] < n[i]:
+                    n[i] = 0
+                    continue
+            room[k] -= n[i]
+            out[i] = k
+        return out
