@@ -106,6 +106,7 @@ def compute_cell(cell: Cell, path: str) -> tuple[int, str | None, float]:
     if delay:
         time.sleep(float(delay))
     import envs
+    from envs.goodput import SIA_RESTART
 
     start = time.perf_counter()
     try:
@@ -115,7 +116,9 @@ def compute_cell(cell: Cell, path: str) -> tuple[int, str | None, float]:
         sim = cell.definition["sim"]
         res = envs.simulate(trace, spec, policy, restart_overhead=sim["restart_overhead"],
                             round_length=sim["round_length"], known_durations=sim["known_durations"],
-                            elastic_fraction=sim["elastic_fraction"], placer=sim["placer"], seed=cell.seed)
+                            elastic_fraction=sim["elastic_fraction"], placer=sim["placer"], seed=cell.seed,
+                            goodput=None if sim.get("goodput", True) else False,
+                            restart=SIA_RESTART if sim.get("application_restart") == "sia" else None)
     except Exception as exc:  # a failing cell is reported, not cached, and retried next run
         return cell.index, f"{type(exc).__name__}: {exc}", time.perf_counter() - start
     wall = time.perf_counter() - start

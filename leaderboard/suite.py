@@ -19,6 +19,8 @@ and ``[trace]`` is optional)::
     elastic_fraction = 0.0                # envs.simulate
     round_length = 300.0                  # overrides every policy's own (default: their own)
     placer = "consolidate"                # envs.simulate
+    goodput = true                        # Pollux workloads as goodput jobs (envs.goodput)
+    application_restart = "uniform"       # or "sia": Sia's restart delay per application
 
     [cluster]                             # a preset ...
     preset = "small"
@@ -71,7 +73,7 @@ SUITES_DIR = Path(__file__).resolve().parent / "suites"
 CACHE_FORMAT = 1
 KINDS = ("synthetic", "file", "pollux_workloads")
 _TOP_KEYS = {"name", "description", "seeds", "loads", "policies", "restart_overhead", "elastic_fraction",
-             "round_length", "placer", "cluster", "trace", "knobs"}
+             "round_length", "placer", "cluster", "trace", "knobs", "goodput", "application_restart"}
 
 
 class SuiteError(ValueError):
@@ -475,7 +477,11 @@ def parse_suite(path: str | Path) -> Suite:
     sim = {"restart_overhead": float(raw.get("restart_overhead", 30.0)),
            "elastic_fraction": float(raw.get("elastic_fraction", 0.0)),
            "round_length": None if raw.get("round_length") is None else float(raw["round_length"]),
-           "placer": str(raw.get("placer", "consolidate"))}
+           "placer": str(raw.get("placer", "consolidate")),
+           "goodput": bool(raw.get("goodput", True)),
+           "application_restart": str(raw.get("application_restart", "uniform"))}
+    if sim["application_restart"] not in ("uniform", "sia"):
+        _fail(path, f"application_restart must be 'uniform' or 'sia', got {sim['application_restart']!r}")
     del spec
     return Suite(name=name, description=str(raw.get("description", "")).strip(), path=path,
                  cluster_def=dict(cluster), trace=trace, seeds=[int(s) for s in seeds], loads=loads,
@@ -522,10 +528,12 @@ def build_trace(win: dict, paths: dict, load: float | None, seed: int, spec: Clu
     from traces.pollux import load_workload
 
     w = load_workload(paths["workload"], root=paths["root"], gpu_type=win["gpu_type"])
+    attrs = dict(w.attrs)
     if win.get("num_jobs"):
         w = w.iloc[: win["num_jobs"]].reset_index(drop=True)
     if load is not None:
         w = traces.window(w, 0.0, num_jobs=len(w), load=load, cluster=spec)
+    w.attrs = attrs  # each job's application and batch size (goodput jobs)
     return w
 
 
