@@ -72,7 +72,8 @@ def make_workload(
     the trace has them) those jobs run on Pollux's goodput model (:mod:`envs.goodput`, ``phases``
     efficiency phases): their work becomes their run time alone at their requested GPUs and batch
     size on the reference type (:func:`envs.goodput.reference_time`), and their bounds
-    ``[1, max_replicas]`` (Pollux's cap), so that elastic policies may resize any of them.
+    ``[1, max_replicas]`` (Pollux's cap), so that elastic policies may resize any of them; a
+    request larger than the cluster's largest GPU-type pool is cut to that pool.
     ``restart`` maps an application to its restart overhead (e.g. Sia's
     :data:`envs.goodput.SIA_RESTART`); others use the core's.
     """
@@ -81,6 +82,11 @@ def make_workload(
     trace = models.with_models(validate(trace, source), seed=seed)
     gpus = trace["num_gpus"].to_numpy(np.int64)
     biggest_pool = max(cluster.gpus_per_type().values())
+    meta = trace.attrs.get("pollux", {})
+    if goodput is None:
+        goodput = "application" in meta
+    if goodput:
+        gpus = np.minimum(gpus, biggest_pool)  # elastic: a tuned size beyond one type's pool shrinks to it
     too_big = gpus > biggest_pool
     if too_big.any():
         i = int(np.flatnonzero(too_big)[0])
@@ -97,10 +103,7 @@ def make_workload(
         min_g[elastic] = 1
         max_g[elastic] = np.minimum(2 * gpus[elastic], biggest_pool)
     work = trace["duration"].to_numpy(np.float64)
-    meta = trace.attrs.get("pollux", {})
     kind = restart_arr = table = None
-    if goodput is None:
-        goodput = "application" in meta
     if goodput:
         if "application" not in meta:
             raise ValueError(f"{source}: goodput jobs need a Pollux workload (traces.pollux.load_workload); "
