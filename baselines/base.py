@@ -279,6 +279,8 @@ def lower(view: ClusterView, decision):
     round on Philly); the decision itself otherwise (non-preemptive serving costs the core one
     pass per *started* job, which is already cheap)."""
     if isinstance(decision, Allocation):
+        if decision.extended:
+            return decision
         run = view.running
         same = np.where(run, (decision.n == view.allocated) & (decision.t == view.gpu_type), decision.n == 0)
         if decision.adaptive is not None:

@@ -70,7 +70,24 @@ class ClusterCore:
     Arguments: ``cluster`` (spec shared by all envs; each env has its own state),
     ``num_envs``, ``restart_overhead`` (seconds a resumed or moved job holds its GPUs without
     progress), ``round_length`` (seconds between round boundaries, ``None`` for none),
-    ``placer`` (name in :data:`envs.placement.PLACERS` or a callable).
+    ``placer`` (name in :data:`envs.placement.PLACERS` or a callable), ``goodput`` (the
+    :class:`~envs.goodput.GoodputTable` of goodput jobs; workloads bring theirs),
+    ``dynamic_phases`` (parts of a dynamically adapting job's work, each faster than the last).
+
+    Resource models, off by default (each documented where it acts):
+
+    - ``resources``: CPUs and memory per node (the cluster spec's ``cpus``, ``mem_gb``). A job
+      gets CPUs and memory per GPU on each of its nodes (a GPU-proportional share unless the
+      allocation asks otherwise, never more than the node has left) and its speed scales by
+      :func:`traces.models.cpu_factor` relative to a GPU-proportional share (Synergy).
+    - ``network``: each node has one uplink; a job spanning nodes spends a fraction
+      ``phi = 1 - LOCALITY[model]`` of its iteration communicating over the links of its nodes.
+      On a link used by spanning jobs with communication fractions summing to ``L``, a job's
+      communication takes ``1 + L - phi`` times longer when phases fall at random, or
+      ``max(1, L)`` when every job on the link is time-shifted to interleave (CASSINI); its
+      speed is divided by ``(1 - phi) + phi * slowdown`` of its worst link.
+    - GPU sharing is always available through :meth:`apply`'s ``partner``: two jobs on the same
+      GPUs run at Gavel's measured pairwise speeds (:data:`traces.models.SHARING`).
     """
 
     def __init__(
@@ -83,6 +100,9 @@ class ClusterCore:
         placer: str | placement.Placer = "consolidate",
         min_slots: int = 8,
         goodput: GoodputTable | None = None,
+        resources: bool = False,
+        network: bool = False,
+        dynamic_phases: int = 4,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -111,11 +131,27 @@ class ClusterCore:
         self.goodput: GoodputTable | None = None
         if goodput is not None:
             self.set_goodput(goodput)
+        if int(dynamic_phases) < 1:
+            raise ValueError(f"dynamic_phases must be >= 1, got {dynamic_phases}")
+        self.dynamic_phases = int(dynamic_phases)
+        # CPU/memory (Synergy), network contention (CASSINI) and GPU sharing (Gavel, Lucid)
+        self.resources = bool(resources)
+        self.network = bool(network)
+        self.coupled = self.network  # rates depend on other jobs (links, shared GPUs)
+        self.node_cpu = cluster.nodes["cpus"].to_numpy(np.float64)
+        self.node_mem = cluster.nodes["mem_gb"].to_numpy(np.float64)
+        self.fair_cpu = self.node_cpu / self.node_cap  # CPUs per GPU of a GPU-proportional share
+        self.fair_mem = self.node_mem / self.node_cap
+        self.comm = models.comm_fraction_vector()
+        self.sharing = models.sharing_matrix()
 
         self._alloc_jobs(1)
         self._alloc_slots(max(8, int(min_slots)))
         self.clock = np.zeros(self.E)
         self.free = np.tile(self.node_cap, (self.E, 1))
+        self.free_cpu = np.tile(self.node_cpu, (self.E, 1))
+        self.free_mem = np.tile(self.node_mem, (self.E, 1))
+        self._dirty = np.zeros(self.E, dtype=bool)
         self.contention = np.zeros(self.E)  # integral of jobs in system over time
         self.gpu_seconds = np.zeros(self.E)
         self.n_active = np.zeros(self.E, dtype=np.int64)
@@ -144,6 +180,7 @@ class ClusterCore:
         self.j_gpus_used = np.zeros((E, J), dtype=np.int64)  # GPUs at the last (re)start
         self.j_kind = np.full((E, J), -1, dtype=np.int64)  # goodput kind (-1: plain job)
         self.j_restart = np.full((E, J), np.nan)  # restart overhead (NaN: the core's default)
+        self.j_growth = np.ones((E, J))  # speed-up per dynamic-adaptation phase (1: static)
 
     _SLOT_FIELDS = (
         ("s_job", np.int64, -1), ("s_status", np.int8, EMPTY), ("s_submit", np.float64, 0.0),
@@ -153,13 +190,16 @@ class ClusterCore:
         ("s_attained", np.float64, 0.0), ("s_nodes", np.int64, 0), ("s_started", bool, False),
         ("s_inv_work", np.float64, 0.0), ("s_kind", np.int64, -1), ("s_phase", np.int64, 0),
         ("s_phase_end", np.float64, _INF), ("s_unit", np.float64, 1.0), ("s_adapt", bool, False),
-        ("s_restart_cost", np.float64, 0.0),
+        ("s_restart_cost", np.float64, 0.0), ("s_growth", np.float64, 1.0), ("s_partner", np.int64, -1),
+        ("s_guest", bool, False), ("s_shift", bool, False), ("s_cpu", np.float64, 0.0), ("s_mem", np.float64, 0.0),
+        ("s_cpu_ask", np.float64, np.nan), ("s_mem_ask", np.float64, np.nan), ("s_base", np.float64, 0.0),
     )
     _FILL: ClassVar[dict] = {name: fill for name, _dtype, fill in _SLOT_FIELDS}
     # what a finished job's slot must forget (the rest is overwritten when a job arrives)
     _CLEAR_FIELDS = ("s_job", "s_status", "s_n", "s_rate", "s_done", "s_restart_until",
                      "s_attained", "s_nodes", "s_started", "s_inv_work", "s_kind", "s_phase", "s_phase_end",
-                     "s_adapt")
+                     "s_adapt", "s_partner", "s_guest", "s_shift", "s_cpu", "s_mem", "s_cpu_ask", "s_mem_ask",
+                     "s_base", "s_growth")
 
     def _alloc_slots(self, S: int) -> None:
         self.S = S
@@ -201,8 +241,9 @@ class ClusterCore:
             arrays = {}
             for key, attr, fill in (("submit", "submit", _INF), ("work", "work", 1.0), ("gpus", "gpus", 1),
                                     ("model", "model", 0), ("min_gpus", "min_gpus", 1), ("max_gpus", "max_gpus", 1),
-                                    ("kind", "kind", -1), ("restart", "restart", np.nan)):
-                a = np.full((len(envs), L), fill, dtype=np.float64 if key in ("submit", "work", "restart") else np.int64)
+                                    ("kind", "kind", -1), ("restart", "restart", np.nan), ("growth", "growth", 1.0)):
+                a = np.full((len(envs), L), fill,
+                            dtype=np.float64 if key in ("submit", "work", "restart", "growth") else np.int64)
                 for i, w in enumerate(workloads):
                     v = getattr(w, attr)
                     if v is not None:
@@ -228,7 +269,8 @@ class ClusterCore:
         pad = np.arange(self.J)[None, :] >= counts[:, None]
         for key, dst, fill in (("submit", self.j_submit, _INF), ("work", self.j_work, 1.0), ("gpus", self.j_gpus, 1),
                                ("model", self.j_model, 0), ("min_gpus", self.j_min, 1), ("max_gpus", self.j_max, 1),
-                               ("kind", self.j_kind, -1), ("restart", self.j_restart, np.nan)):
+                               ("kind", self.j_kind, -1), ("restart", self.j_restart, np.nan),
+                               ("growth", self.j_growth, 1.0)):
             full = np.full((len(e), self.J), fill, dtype=dst.dtype)
             full[:, :L] = arrays.get(key, fill)
             full[pad] = fill
@@ -242,6 +284,8 @@ class ClusterCore:
         self.s_place[e] = 0
         self.clock[e] = 0.0
         self.free[e] = self.node_cap
+        self.free_cpu[e] = self.node_cpu
+        self.free_mem[e] = self.node_mem
         self.contention[e] = 0.0
         self.gpu_seconds[e] = 0.0
         self.n_active[e] = 0
@@ -296,6 +340,9 @@ class ClusterCore:
         ``adaptive``, the goodput-optimal one (goodput jobs only)."""
         idx = (slice(None), slice(None)) if where is None else where
         rate = self.rate_of(self.s_model[idx], self.s_gpus[idx], n, t, nodes)
+        g = self.s_growth[idx]
+        if (g != 1.0).any():
+            rate = rate * self.growth_multiplier(g, self.s_phase[idx])
         if self.goodput is None:
             return rate
         kind = self.s_kind[idx]
@@ -309,6 +356,15 @@ class ClusterCore:
         r = g.rate[k, self.s_phase[idx], np.clip(t, 0, self.T - 1), n_, (nodes > 1).astype(np.int64),
                    adaptive.astype(np.int64)] * self.s_unit[idx]
         return np.where(gp, np.where(n > 0, r, 0.0), rate)
+
+    def growth_multiplier(self, growth: np.ndarray, phase: np.ndarray) -> np.ndarray:
+        """Speed of a dynamically adapting job in ``phase`` relative to its nominal speed: it
+        speeds up by ``growth`` at each of ``dynamic_phases`` equal parts of its work, normalised
+        so that alone it still runs for exactly its duration (``g**p / mean_q g**-q``)."""
+        P = self.dynamic_phases
+        q = np.arange(P)
+        norm = (np.asarray(growth)[..., None] ** -q).mean(axis=-1)
+        return np.asarray(growth) ** np.minimum(phase, P - 1) * norm
 
     def finish_estimate(self) -> np.ndarray:
         """``(E, S)`` finish time of each running job if nothing changes (inf otherwise); for a
@@ -324,6 +380,8 @@ class ClusterCore:
         """``(E,)`` time of each env's next event (inf when the env has nothing left).
 
         Cached until the state next changes (every mutating method drops the cache)."""
+        if self.coupled:
+            self._refresh()
         if self._cache is not None:
             return self._cache[0]
         fin = self.finish_estimate()
@@ -379,7 +437,7 @@ class ClusterCore:
             self.j_finish[e, j] = self.clock[e]
             self.j_cont_finish[e, j] = self.contention[e]
             self.j_gpu_sec[e, j] = self.s_attained[e, s]
-            np.add.at(self.free, e, self.s_place[e, s])  # e repeats: accumulate
+            self._release(e, s)
             self._clear(e, s)
             np.add.at(self.n_done, e, 1)
             np.add.at(self.n_active, e, -1)
@@ -391,18 +449,121 @@ class ClusterCore:
         self.s_done[e, s] = self.s_phase_end[e, s]
         self.s_phase[e, s] += 1
         self._set_phase_end(e, s)
-        self.s_rate[e, s] = self.slot_rate(self.s_n[e, s], self.s_t[e, s], self.s_nodes[e, s], self.s_adapt[e, s], (e, s))
+        self._set_base(e, s)
+
+    def _set_base(self, e: np.ndarray, s: np.ndarray) -> None:
+        """Recompute the own rate of running jobs (speed model, goodput, adaptation, CPUs)."""
+        r = self.slot_rate(self.s_n[e, s], self.s_t[e, s], self.s_nodes[e, s], self.s_adapt[e, s], (e, s))
+        if self.resources:
+            r = r * self._cpu_relative(e, s)
+        self.s_base[e, s] = r
+        self.s_rate[e, s] = r
+        if self.coupled:
+            self._dirty[e] = True
+
+    def _fair_share(self, take: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        on = take > 0
+        return (np.where(on, self.fair_cpu[None, :], _INF).min(axis=1),
+                np.where(on, self.fair_mem[None, :], _INF).min(axis=1))
+
+    def _cpu_relative(self, e: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Speed given the CPUs and memory a job holds, relative to a GPU-proportional share."""
+        fc, fm = self._fair_share(self.s_place[e, s])
+        m = self.s_model[e, s]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = models.cpu_factor(m, self.s_cpu[e, s], self.s_mem[e, s]) / models.cpu_factor(m, fc, fm)
+        return np.where(np.isfinite(rel), rel, 1.0)
+
+    def _grant(self, e: np.ndarray, s: np.ndarray) -> None:
+        """Give started jobs the CPUs and memory they ask for per GPU (NaN: a GPU-proportional
+        share), or what their nodes have left if less."""
+        take = self.s_place[e, s].astype(np.float64)
+        on = take > 0
+        fc, fm = self._fair_share(take)
+        for ask_name, free, fair, dst in (("s_cpu_ask", self.free_cpu, fc, self.s_cpu),
+                                          ("s_mem_ask", self.free_mem, fm, self.s_mem)):
+            ask = getattr(self, ask_name)[e, s]
+            ask = np.where(np.isnan(ask), fair, ask)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                avail = np.where(on, free[e] / np.where(on, take, 1.0), _INF).min(axis=1)
+            got = np.clip(np.minimum(ask, avail), 0.0, None)
+            got = np.where(np.isfinite(got), got, 0.0)
+            np.subtract.at(free, e, got[:, None] * take)
+            dst[e, s] = got
+
+    def refresh(self) -> None:
+        """Bring ``s_rate`` up to date with the coupling between jobs (done before every event)."""
+        if self.coupled:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """Apply the coupling between jobs (shared GPUs, shared network links) to the rates of
+        the envs whose allocations changed since the last refresh."""
+        d = np.flatnonzero(self._dirty)
+        if len(d) == 0:
+            return
+        self._dirty[d] = False
+        self._cache = None
+        run = self.s_status[d] == RUNNING
+        model = self.s_model[d]
+        factor = np.ones(run.shape)
+        part = self.s_partner[d]
+        has = run & (part >= 0)
+        if has.any():
+            pm = np.take_along_axis(model, np.maximum(part, 0), axis=1)
+            pr = np.take_along_axis(self.s_status[d], np.maximum(part, 0), axis=1) == RUNNING
+            factor = np.where(has & pr, self.sharing[model, pm], factor)
+        if self.network:
+            multi = run & (self.s_nodes[d] > 1) & ~self.s_guest[d]
+            phi = np.where(multi, self.comm[model], 0.0)
+            on = self.s_place[d] > 0
+            load = np.einsum("es,esn->en", phi, on)
+            unshifted = np.einsum("es,esn->en", (multi & ~self.s_shift[d] & (phi > 0)).astype(np.float64), on)
+            slow = np.where(unshifted[:, None, :] == 0, np.maximum(1.0, load[:, None, :]),
+                            1.0 + load[:, None, :] - phi[:, :, None])
+            slow = np.where(on & multi[:, :, None], slow, 1.0).max(axis=2, initial=1.0)
+            factor = factor / ((1.0 - phi) + phi * slow)
+        self.s_rate[d] = np.where(run, self.s_base[d] * factor, self.s_rate[d])
 
     def _set_phase_end(self, e: np.ndarray, s: np.ndarray) -> None:
         k = self.s_kind[e, s]
         gp = k >= 0
-        end = np.full(len(e), _INF)
+        P = self.dynamic_phases
+        ph = self.s_phase[e, s]
+        dyn = (self.s_growth[e, s] != 1.0) & (ph < P - 1)
+        end = np.where(dyn, (ph + 1) / P * self.s_work[e, s], _INF)
         if gp.any() and self.goodput is not None:
             b = self.goodput.bounds
             p = np.minimum(self.s_phase[e, s], b.shape[1] - 1)
             frac = b[np.maximum(k, 0), p]
-            end = np.where(gp, np.where(frac >= 1.0 - 1e-12, _INF, frac * self.s_work[e, s]), _INF)
+            end = np.where(gp, np.where(frac >= 1.0 - 1e-12, _INF, frac * self.s_work[e, s]), end)
         self.s_phase_end[e, s] = end
+
+    def _release(self, e: np.ndarray, s: np.ndarray) -> None:
+        """Give back the GPUs, CPUs and memory of jobs leaving their GPUs (``e`` may repeat). GPUs
+        shared by two jobs are freed when the last of the two leaves."""
+        place = self.s_place[e, s]
+        if self.resources:
+            np.add.at(self.free_cpu, e, place * self.s_cpu[e, s][:, None])
+            np.add.at(self.free_mem, e, place * self.s_mem[e, s][:, None])
+            self.s_cpu[e, s] = 0.0
+            self.s_mem[e, s] = 0.0
+        p = self.s_partner[e, s]
+        has = p >= 0
+        if has.any():
+            pr = np.maximum(p, 0)
+            partner_on = has & (self.s_status[e, pr] == RUNNING)
+            leaving_too = has & np.isin(e * self.S + pr, e * self.S + s)
+            keep_gpus = partner_on & ~(leaving_too & (s < pr))
+            place = np.where(keep_gpus[:, None], 0, place)
+            self.s_partner[e[has], pr[has]] = -1
+            self.s_guest[e[has], pr[has]] = False
+            self.s_partner[e, s] = -1
+            self.s_guest[e, s] = False
+            self._dirty[e[has]] = True
+        if self.coupled:
+            self._dirty[e] = True
+        np.add.at(self.free, e, place)  # e repeats: accumulate
 
     def _clear(self, e: np.ndarray, s: np.ndarray) -> None:
         for name in self._CLEAR_FIELDS:
@@ -434,6 +595,7 @@ class ClusterCore:
             self.s_min[e, s] = self.j_min[e, j]
             self.s_max[e, s] = self.j_max[e, j]
             self.s_kind[e, s] = self.j_kind[e, j]
+            self.s_growth[e, s] = self.j_growth[e, j]
             self.s_phase[e, s] = 0
             self.s_unit[e, s] = np.where(self.j_kind[e, j] >= 0,
                                          self.j_work[e, j] / self._kind_total(self.j_kind[e, j]), 1.0)
@@ -459,8 +621,12 @@ class ClusterCore:
         take: np.ndarray | None = None,
         in_place: np.ndarray | None = None,
         restart_until: np.ndarray | None = None,
+        share: np.ndarray | None = None,
     ) -> None:
         """Start jobs (one per env in ``e``) in slots ``s`` on ``n`` GPUs of type ``t``.
+
+        ``share`` (slot per row, -1 for none) starts a job on the GPUs of a running job (space
+        sharing): it takes that job's placement without using free GPUs.
 
         ``take`` (``(len(e), N)``) is an explicit placement; otherwise the placer decides. The
         caller has checked that the GPUs are free. A job that ran before pays the restart
@@ -475,16 +641,33 @@ class ClusterCore:
             what = "already running (placed twice)" if self.s_status[e[i], s[i]] == RUNNING else "finished or absent"
             raise AllocationError(f"env {e[i]}, slot {s[i]}: cannot start a job that is {what}")
         self._cache = None
-        if take is None:
+        shared = np.zeros(len(e), dtype=bool) if share is None else np.asarray(share) >= 0
+        if take is None and not shared.any():
             take = self.placer(self.free[e], self.node_type, t, n)
-        self.free[e] -= take
+        else:
+            take = np.zeros((len(e), self.N), dtype=np.int64) if take is None else np.array(take, dtype=np.int64)
+            need = ~shared & (take.sum(axis=1) == 0)
+            if need.any():
+                take[need] = self.placer(self.free[e[need]], self.node_type, t[need], n[need])
+        if shared.any():
+            take = np.array(take, copy=True)
+            host = np.asarray(share)[shared]
+            take[shared] = self.s_place[e[shared], host]
+            self.s_partner[e[shared], host] = s[shared]
+            self.s_partner[e[shared], s[shared]] = host
+            self.s_guest[e[shared], s[shared]] = True
+            self.coupled = True
+            self._dirty[e[shared]] = True
+        self.free[e] -= np.where(shared[:, None], 0, take)
         self.s_place[e, s] = take
         nodes = (take > 0).sum(axis=1)
         self.s_n[e, s] = n
         self.s_t[e, s] = t
         self.s_nodes[e, s] = nodes
-        self.s_rate[e, s] = self.slot_rate(n, t, nodes, self.s_adapt[e, s], (e, s))
+        if self.resources:
+            self._grant(e, s)
         self.s_status[e, s] = RUNNING
+        self._set_base(e, s)
         j = self.s_job[e, s]
         again = self.s_started[e, s]
         until = np.where(again, self.clock[e] + self.s_restart_cost[e, s], -_INF)
@@ -503,7 +686,7 @@ class ClusterCore:
         if len(e) == 0:
             return
         self._cache = None
-        np.add.at(self.free, e, self.s_place[e, s])  # e repeats: accumulate
+        self._release(e, s)
         self.s_place[e, s] = 0
         self.s_n[e, s] = 0
         self.s_rate[e, s] = 0.0
@@ -513,8 +696,9 @@ class ClusterCore:
         if preempted:
             self.j_preempt[e, self.s_job[e, s]] += 1
 
-    def check_allocation(self, n: np.ndarray, t: np.ndarray, envs: np.ndarray) -> None:
-        """Raise :class:`AllocationError` unless ``(n, t)`` (each ``(E, S)``) is feasible."""
+    def check_allocation(self, n: np.ndarray, t: np.ndarray, envs: np.ndarray, partner: np.ndarray | None = None) -> None:
+        """Raise :class:`AllocationError` unless ``(n, t)`` (each ``(E, S)``, with GPU sharing
+        ``partner``) is feasible."""
         n = np.asarray(n)
         t = np.asarray(t)
         if n.shape != (self.E, self.S) or t.shape != (self.E, self.S):
@@ -537,57 +721,155 @@ class ClusterCore:
             raise AllocationError(
                 f"env {e}, job {self.s_job[e, s]}: {n[e, s]} GPUs outside its bounds "
                 f"[{self.s_min[e, s]}, {self.s_max[e, s]}] (a rigid gang gets exactly its request)")
+        guest = np.zeros(n.shape, dtype=bool)
+        if partner is not None:
+            guest = m & (n > 0) & (partner >= 0)
+            if guest.any():
+                e, s = np.nonzero(guest)
+                h = partner[e, s]
+                bad = (h >= self.S) | (h == s)
+                hs = np.clip(h, 0, self.S - 1)
+                bad |= (n[e, hs] != n[e, s]) | (t[e, hs] != t[e, s]) | (partner[e, hs] >= 0) | (self.s_status[e, hs] == EMPTY)
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    raise AllocationError(
+                        f"env {e[i]}, slot {s[i]}: cannot share the GPUs of slot {h[i]} (it must hold a job on the same "
+                        "GPU count and type that shares with no one else)")
+                key = e * self.S + hs
+                if len(np.unique(key)) < len(key):
+                    raise AllocationError("a job's GPUs can be shared with at most one other job")
         per_type = np.zeros((self.E, self.T), dtype=np.int64)
         for k in range(self.T):
-            per_type[:, k] = np.where(t == k, n, 0).sum(axis=1)
+            per_type[:, k] = np.where((t == k) & ~guest, n, 0).sum(axis=1)
         over = envs[:, None] & (per_type > self.capacity[None, :])
         if over.any():
             e, k = np.argwhere(over)[0]
             raise AllocationError(f"env {e}: {per_type[e, k]} GPUs of type {self.gpu_types[k]!r} allocated, cluster has {self.capacity[k]}")
 
     def apply(self, n: np.ndarray, t: np.ndarray, envs: np.ndarray | None = None, *, check: bool = True,
-              adaptive: np.ndarray | None = None) -> None:
+              adaptive: np.ndarray | None = None, partner: np.ndarray | None = None,
+              place: np.ndarray | None = None, cpus: np.ndarray | None = None, mem: np.ndarray | None = None,
+              shift: np.ndarray | None = None) -> None:
         """Make ``(n, t)`` the allocation of the envs in the boolean mask ``envs``.
 
         Jobs whose count and type are unchanged keep their placement and pay nothing; running
         jobs that get 0 are preempted; changed jobs are moved (and pay the restart overhead);
         new jobs are placed in workload order by the placer. ``check=False`` skips validation
-        (for allocations the core computed itself, such as :meth:`greedy`'s). ``adaptive``
-        (``(E, S)`` bool) switches goodput jobs between their own batch size and the
-        goodput-optimal one; the switch itself costs no restart.
+        (for allocations the core computed itself, such as :meth:`greedy`'s).
+
+        Optional parts (each ``(E, S)``; ``None`` leaves it as it is):
+
+        - ``adaptive`` (bool): goodput jobs train at their goodput-optimal batch size rather than
+          their own; switching costs no restart;
+        - ``partner`` (slot, -1 none): the job shares the GPUs of the job in that slot, which
+          must run on the same count and type and host no one else (space sharing); a guest
+          leaves when its host is moved;
+        - ``place`` (``(E, S, N)``): explicit GPUs per node for jobs that (re)start (rows of
+          zeros: the placer decides); a different placement for a running job moves it;
+        - ``cpus``, ``mem`` (per GPU, NaN: GPU-proportional): asked CPUs and memory; a running
+          job whose ask changes is re-granted in place (the core grants what its nodes have);
+        - ``shift`` (bool): the job's communication is time-shifted to interleave with others.
         """
         envs = np.ones(self.E, dtype=bool) if envs is None else np.asarray(envs, dtype=bool)
         n = np.where(envs[:, None], np.asarray(n, dtype=np.int64), self.s_n)
         t = np.where(envs[:, None] & (n > 0), np.asarray(t, dtype=np.int64), self.s_t)
         run = self.s_status == RUNNING
+        live = envs[:, None] & (self.s_status != EMPTY)
         if adaptive is not None:
-            adaptive = np.where(envs[:, None] & (self.s_status != EMPTY), np.asarray(adaptive, dtype=bool), self.s_adapt)
+            adaptive = np.where(live, np.asarray(adaptive, dtype=bool), self.s_adapt)
             flip = adaptive != self.s_adapt
             if flip.any():
                 self._cache = None
                 self.s_adapt = adaptive
                 e, s = np.nonzero(flip & run)
-                self.s_rate[e, s] = self.slot_rate(self.s_n[e, s], self.s_t[e, s], self.s_nodes[e, s], self.s_adapt[e, s], (e, s))
-        keep = run & (n == self.s_n) & (t == self.s_t)
+                self._set_base(e, s)
+        if shift is not None:
+            shift = np.where(live, np.asarray(shift, dtype=bool), self.s_shift)
+            if (shift != self.s_shift).any():
+                self._cache = None
+                self.s_shift = shift
+                if self.coupled:
+                    self._dirty |= envs
+        regrant = np.zeros_like(run)
+        for ask, name in ((cpus, "s_cpu_ask"), (mem, "s_mem_ask")):
+            if ask is None:
+                continue
+            old = getattr(self, name)
+            new = np.where(live, np.asarray(ask, dtype=np.float64), old)
+            changed = ~((new == old) | (np.isnan(new) & np.isnan(old)))
+            if changed.any():
+                setattr(self, name, new)
+                regrant |= changed & run
+        cur_p = np.where(self.s_guest, self.s_partner, -1)
+        p = cur_p if partner is None else np.where(live & (n > 0), np.asarray(partner, dtype=np.int64), -1)
+        keep = run & (n == self.s_n) & (t == self.s_t) & (p == cur_p)
+        explicit = np.zeros_like(run)
+        if place is not None:
+            place = np.asarray(place, dtype=np.int64)
+            if place.shape != (self.E, self.S, self.N):
+                raise AllocationError(f"place must have shape (num_envs, slots, nodes) = {(self.E, self.S, self.N)}, got {place.shape}")
+            explicit = envs[:, None] & (n > 0) & (p < 0) & (place.sum(axis=2) > 0)
+            keep &= ~(explicit & (place != self.s_place).any(axis=2))
+        rows = np.arange(self.E)[:, None]
+        keep &= (p < 0) | keep[rows, np.maximum(p, 0)]  # a guest stays only with its host
+        if self.resources and (regrant & keep).any():
+            e, s = np.nonzero(regrant & keep)
+            self._cache = None
+            place_es = self.s_place[e, s]
+            np.add.at(self.free_cpu, e, place_es * self.s_cpu[e, s][:, None])
+            np.add.at(self.free_mem, e, place_es * self.s_mem[e, s][:, None])
+            self._grant(e, s)
+            self._set_base(e, s)
         if ((n == 0) & ~run | keep).all():
-            return  # nothing changes
+            return  # nothing else changes
         if check:
-            self.check_allocation(n, t, envs)
+            self.check_allocation(n, t, envs, partner=p)
+            if place is not None:
+                self._check_place(n, t, place, explicit & ~keep, run & ~keep)
         change = run & ~keep
         e, s = np.nonzero(change)
         self.stop(e, s, preempted=False)
         lost = n[e, s] == 0
         self.j_preempt[e[lost], self.s_job[e[lost], s[lost]]] += 1
-        self._place_in_order((n > 0) & ~keep, n, t)
+        todo = (n > 0) & ~keep
+        if place is not None:
+            self._place_in_order(todo & explicit, n, t, place=place)
+        self._place_in_order(todo & ~explicit & (p < 0), n, t)
+        self._place_in_order(todo & (p >= 0), n, t, share=p)
 
-    def _place_in_order(self, todo: np.ndarray, n: np.ndarray, t: np.ndarray) -> None:
+    def _check_place(self, n: np.ndarray, t: np.ndarray, place: np.ndarray, todo: np.ndarray, leaving: np.ndarray) -> None:
+        e, s = np.nonzero(todo)
+        if len(e) == 0:
+            return
+        rows = place[e, s]
+        bad = rows.sum(axis=1) != n[e, s]
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise AllocationError(f"env {e[i]}, slot {s[i]}: placement holds {rows[i].sum()} GPUs, allocation says {n[e[i], s[i]]}")
+        wrong = ((rows > 0) & (self.node_type[None, :] != t[e, s][:, None])).any(axis=1) | (rows < 0).any(axis=1)
+        if wrong.any():
+            i = int(np.flatnonzero(wrong)[0])
+            raise AllocationError(f"env {e[i]}, slot {s[i]}: placement uses nodes that are not of its GPU type {self.gpu_types[t[e[i], s[i]]]!r}")
+        avail = self.free.copy()
+        le, ls = np.nonzero(leaving & ~self.s_guest)
+        np.add.at(avail, le, self.s_place[le, ls])
+        need = np.zeros_like(avail)
+        np.add.at(need, e, rows)
+        over = need > avail
+        if over.any():
+            ee, node = np.argwhere(over)[0]
+            raise AllocationError(f"env {ee}: placements take {need[ee, node]} GPUs of node {node}, which has {avail[ee, node]} free")
+
+    def _place_in_order(self, todo: np.ndarray, n: np.ndarray, t: np.ndarray, *, place: np.ndarray | None = None,
+                        share: np.ndarray | None = None) -> None:
         key = np.where(todo, self.s_job, _NO_JOB)
         order = np.argsort(key, axis=1, kind="stable")
         counts = todo.sum(axis=1)
         for r in range(int(counts.max(initial=0))):
             e = np.flatnonzero(counts > r)
             s = order[e, r]
-            self.start(e, s, t[e, s], n[e, s])
+            self.start(e, s, t[e, s], n[e, s], take=None if place is None else place[e, s],
+                       share=None if share is None else share[e, s])
 
     def greedy(
         self,

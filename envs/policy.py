@@ -87,12 +87,39 @@ class ClusterView:
     gpu_type = property(lambda self: _ro(self._core.s_t))
     attained = property(lambda self: _ro(self._core.s_attained))  # GPU-seconds held so far
     progress = property(lambda self: _ro(self._core.s_done))  # reference-seconds done
-    rate = property(lambda self: _ro(self._core.s_rate))
+
+    @property
+    def rate(self) -> np.ndarray:
+        """``(E, S)`` current progress rate (reference-seconds of work per second)."""
+        self._core.refresh()
+        return _ro(self._core.s_rate)
+
     restarting = property(lambda self: self._core.s_restart_until > self._core.clock[:, None])
     started = property(lambda self: _ro(self._core.s_started))
     restart_cost = property(lambda self: _ro(self._core.s_restart_cost))  # seconds per restart
     preemptions = property(lambda self: self._core.j_preempt[np.arange(self._core.E)[:, None], np.maximum(self._core.s_job, 0)])
     restarts = property(lambda self: self._core.j_restarts[np.arange(self._core.E)[:, None], np.maximum(self._core.s_job, 0)])
+    # CPUs and memory (cores with resources=True): per node, and granted per GPU per slot
+    node_cpus = property(lambda self: _ro(self._core.node_cpu))  # (N,)
+    node_mem = property(lambda self: _ro(self._core.node_mem))  # (N,) GB
+    free_cpus = property(lambda self: _ro(self._core.free_cpu))  # (E, N)
+    free_mem = property(lambda self: _ro(self._core.free_mem))  # (E, N)
+    cpus = property(lambda self: _ro(self._core.s_cpu))  # CPUs per GPU held
+    mem = property(lambda self: _ro(self._core.s_mem))  # GB per GPU held
+    resources = property(lambda self: self._core.resources)
+    # GPU sharing, placement and network
+    placement = property(lambda self: _ro(self._core.s_place))  # (E, S, N) GPUs per node
+    partner = property(lambda self: _ro(self._core.s_partner))  # slot sharing this job's GPUs, -1 none
+    guest = property(lambda self: _ro(self._core.s_guest))  # runs on another job's GPUs
+    shift = property(lambda self: _ro(self._core.s_shift))
+    network = property(lambda self: self._core.network)
+    sharing = property(lambda self: _ro(self._core.sharing))  # (models, models) shared speed fraction
+    comm_fraction = property(lambda self: _ro(self._core.comm))  # (models,)
+    # dynamic adaptation: speed-up per phase (1 static) and the current phase
+    growth = property(lambda self: _ro(self._core.s_growth))
+    phase = property(lambda self: _ro(self._core.s_phase))
+    dynamic_phases = property(lambda self: self._core.dynamic_phases)
+
     # goodput jobs (envs.goodput): kind -1 for plain jobs
     goodput = property(lambda self: self._core.goodput)  # the GoodputTable, or None
     kind = property(lambda self: _ro(self._core.s_kind))
@@ -143,13 +170,34 @@ class Priority:
 
 @dataclass(frozen=True)
 class Allocation:
-    """GPU count ``n`` and GPU type index ``t`` per slot (each ``(E, S)``); optionally
-    ``adaptive`` (``(E, S)`` bool): goodput jobs train at their goodput-optimal batch size
-    (:mod:`envs.goodput`) rather than their own (``None``: unchanged)."""
+    """GPU count ``n`` and GPU type index ``t`` per slot (each ``(E, S)``), and optionally
+    (``None``: unchanged, see :meth:`envs.core.ClusterCore.apply`):
+
+    - ``adaptive`` (bool): goodput jobs train at their goodput-optimal batch size
+      (:mod:`envs.goodput`) rather than their own;
+    - ``partner`` (int slot, -1 none): the job shares the GPUs of the running job in that slot
+      (space sharing, same count and type);
+    - ``place`` (``(E, S, N)`` GPUs per node): explicit placement of jobs that (re)start (rows of
+      zeros: the core's placer decides);
+    - ``cpus``, ``mem`` (float per GPU, NaN: GPU-proportional): CPUs and GB of memory per GPU
+      (cores built with ``resources=True``);
+    - ``shift`` (bool): the job's communication is time-shifted to interleave with the other
+      jobs on its network links (cores built with ``network=True``).
+    """
 
     n: np.ndarray
     t: np.ndarray
     adaptive: np.ndarray | None = None
+    partner: np.ndarray | None = None
+    place: np.ndarray | None = None
+    cpus: np.ndarray | None = None
+    mem: np.ndarray | None = None
+    shift: np.ndarray | None = None
+
+    @property
+    def extended(self) -> bool:
+        """Uses more than GPU counts and types (sharing, placement, CPUs, time shifts)."""
+        return any(v is not None for v in (self.partner, self.place, self.cpus, self.mem, self.shift))
 
     @classmethod
     def from_counts(cls, counts: np.ndarray) -> Allocation:
@@ -192,7 +240,8 @@ def execute(core: ClusterCore, decision: Priority | Allocation | None, envs: np.
         return
     mask = np.ones(core.E, dtype=bool) if envs is None else envs
     if isinstance(decision, Allocation):
-        core.apply(decision.n, decision.t, mask, adaptive=decision.adaptive)
+        core.apply(decision.n, decision.t, mask, adaptive=decision.adaptive, partner=decision.partner,
+                   place=decision.place, cpus=decision.cpus, mem=decision.mem, shift=decision.shift)
         return
     core.serve(np.asarray(decision.scores, dtype=np.float64), backfill=decision.backfill,
                preempt=decision.preempt, envs=mask)

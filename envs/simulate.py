@@ -41,19 +41,27 @@ def simulate(
     progress: bool = False,
     goodput: bool | None = None,
     restart: dict[str, float] | None = None,
+    resources: bool = False,
+    network: bool = False,
+    dynamic_fraction: float = 0.0,
 ) -> SimulationResult:
     """Replay every job of ``trace`` on ``cluster`` under ``policy`` until all have finished.
 
     The policy is asked for a decision at every event (arrival, completion, end of a restart,
     round boundary). ``round_length`` defaults to the policy's own. ``goodput`` and ``restart``
-    are :func:`envs.workload.make_workload`'s (goodput jobs of Pollux workloads). ``seed`` drives the model
+    are :func:`envs.workload.make_workload`'s (goodput jobs of Pollux workloads), and so is
+    ``dynamic_fraction`` (jobs that adapt their batch size during training). ``resources`` models
+    CPUs and memory (Synergy), ``network`` contention on shared links (CASSINI); see
+    :class:`envs.core.ClusterCore`. ``seed`` drives the model
     draw for jobs without one. Raises ``RuntimeError`` if the policy leaves jobs waiting on an
     idle cluster with nothing left to happen (a deadlock) rather than looping forever.
     """
     spec = clusters.get(cluster)
-    workload = make_workload(trace, spec, seed=seed, elastic_fraction=elastic_fraction, goodput=goodput, restart=restart)
+    workload = make_workload(trace, spec, seed=seed, elastic_fraction=elastic_fraction, goodput=goodput, restart=restart,
+                             dynamic_fraction=dynamic_fraction)
     rounds = policy.round_length if round_length is None else round_length
-    core = ClusterCore(spec, 1, restart_overhead=restart_overhead, round_length=rounds, placer=placer)
+    core = ClusterCore(spec, 1, restart_overhead=restart_overhead, round_length=rounds, placer=placer,
+                       resources=resources, network=network)
     view = ClusterView(core, known_durations=known_durations)
     policy.reset(view)
     core.load(np.array([0]), [workload])

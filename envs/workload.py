@@ -39,6 +39,7 @@ class Workload:
     kind: np.ndarray | None = None  # int64 goodput kind in ``goodput`` (-1: plain job); None: none
     restart: np.ndarray | None = None  # float64 restart overhead per job (NaN: the core's)
     goodput: GoodputTable | None = None
+    growth: np.ndarray | None = None  # float64 speed-up per dynamic-adaptation phase (1: static)
 
     @property
     def num_jobs(self) -> int:
@@ -59,6 +60,8 @@ def make_workload(
     goodput: bool | None = None,
     phases: int = 10,
     restart: dict[str, float] | None = None,
+    dynamic_fraction: float = 0.0,
+    growth: tuple[float, float] = (1.2, 1.6),
 ) -> Workload:
     """Turn a canonical job table into a :class:`Workload` for ``cluster``.
 
@@ -76,9 +79,19 @@ def make_workload(
     request larger than the cluster's largest GPU-type pool is cut to that pool.
     ``restart`` maps an application to its restart overhead (e.g. Sia's
     :data:`envs.goodput.SIA_RESTART`); others use the core's.
+
+    Dynamic adaptation (Shockwave): with ``dynamic_fraction`` > 0 that fraction of the plain
+    multi-GPU-capable jobs (seeded draw) grow their batch size during training, as Accordion or
+    gradient-noise-scale schedules do: at each of the core's ``dynamic_phases`` equal parts of
+    their work they speed up by a factor drawn uniformly from ``growth`` (per job), their
+    duration alone staying that of the trace (:meth:`envs.core.ClusterCore.growth_multiplier`).
     """
     if not 0.0 <= elastic_fraction <= 1.0:
         raise ValueError(f"elastic_fraction must be in [0, 1], got {elastic_fraction}")
+    if not 0.0 <= dynamic_fraction <= 1.0:
+        raise ValueError(f"dynamic_fraction must be in [0, 1], got {dynamic_fraction}")
+    if not 1.0 <= growth[0] <= growth[1]:
+        raise ValueError(f"growth must be a range (low, high) with 1 <= low <= high, got {growth}")
     trace = models.with_models(validate(trace, source), seed=seed)
     gpus = trace["num_gpus"].to_numpy(np.int64)
     biggest_pool = max(cluster.gpus_per_type().values())
@@ -121,6 +134,13 @@ def make_workload(
         max_g = np.maximum(np.minimum(table.max_replicas[kind], biggest_pool), gpus)
         if restart:
             restart_arr = np.array([restart.get(a, np.nan) for a in apps], dtype=np.float64)
+    growth_arr = None
+    if dynamic_fraction > 0:
+        rng = np.random.default_rng([seed, 2])
+        adapts = (models.scaling_vector()[model] > 0) & (rng.random(len(gpus)) < dynamic_fraction)
+        if kind is not None:
+            adapts &= kind < 0
+        growth_arr = np.where(adapts, rng.uniform(growth[0], growth[1], len(gpus)), 1.0)
     return Workload(
         job_id=trace["job_id"].to_numpy(object),
         submit=trace["submit_time"].to_numpy(np.float64),
@@ -132,4 +152,5 @@ def make_workload(
         kind=kind,
         restart=restart_arr,
         goodput=table,
+        growth=growth_arr,
     )

@@ -140,6 +140,22 @@ def test_throughput_table_matches_gavel_measurements():
             assert derived["speed"][m][g] == pytest.approx(models.SPEED[m][g], abs=5e-4), (m, g)
         assert derived["scaling"][m] == pytest.approx(models.SCALING[m], abs=5e-4), m
         assert derived["locality"][m] == pytest.approx(models.LOCALITY[m], abs=5e-4), m
+        for p in models.MODELS:
+            assert derived["sharing"][m][p] == pytest.approx(models.SHARING[m][p], abs=5e-4), (m, p)
+
+
+def test_cpu_and_memory_sensitivity():
+    idx = {m: models.model_index(m) for m in models.MODELS}
+    f = lambda m, c, mem=64.0: float(models.cpu_factor(np.array(idx[m]), c, mem))  # noqa: E731
+    # at the knee with enough memory: exactly the nominal speed; Synergy's ideal points
+    assert f("resnet18", 3.0) == 1.0 and f("resnet18", 9.0) == pytest.approx(2.4) and f("resnet18", 24.0) == pytest.approx(2.4)
+    assert f("transformer", 1.0) == f("transformer", 12.0) == 1.0  # language models gain nothing
+    assert f("resnet50", 1.5) == pytest.approx(0.5)  # starved below the knee
+    assert f("resnet18", 3.0, 31.25) == pytest.approx(0.5)  # half the memory it caches with
+    # non-decreasing in CPUs for every model
+    c = np.linspace(0, 24, 97)
+    for m in models.MODELS:
+        assert (np.diff(models.cpu_factor(np.full(c.shape, idx[m]), c, 64.0)) >= -1e-12).all()
 
 
 def test_every_gpu_type_has_figures():

@@ -61,6 +61,42 @@ LOCALITY: dict[str, float] = {
     "a3c": 1.0,
     "cyclegan": 1.0,
 }
+#: Throughput of a job of the first model while it shares its GPUs with a job of the second
+#: (space sharing), relative to its throughput alone: Gavel's pairwise measurements (geometric
+#: mean over batch sizes and GPU types of ``own shared / own alone``).
+SHARING: dict[str, dict[str, float]] = {
+    "resnet18": {"resnet18": 0.623, "resnet50": 0.521, "transformer": 0.615, "lm": 0.753, "recommendation": 0.807, "a3c": 0.602, "cyclegan": 0.579},
+    "resnet50": {"resnet18": 0.612, "resnet50": 0.461, "transformer": 0.529, "lm": 0.614, "recommendation": 0.659, "a3c": 0.491, "cyclegan": 0.507},
+    "transformer": {"resnet18": 0.525, "resnet50": 0.368, "transformer": 0.585, "lm": 0.669, "recommendation": 0.709, "a3c": 0.545, "cyclegan": 0.542},
+    "lm": {"resnet18": 0.492, "resnet50": 0.391, "transformer": 0.516, "lm": 0.522, "recommendation": 0.714, "a3c": 0.494, "cyclegan": 0.468},
+    "recommendation": {"resnet18": 0.599, "resnet50": 0.343, "transformer": 0.613, "lm": 0.653, "recommendation": 0.440, "a3c": 0.508, "cyclegan": 0.395},
+    "a3c": {"resnet18": 0.626, "resnet50": 0.404, "transformer": 0.653, "lm": 0.551, "recommendation": 0.604, "a3c": 0.519, "cyclegan": 0.522},
+    "cyclegan": {"resnet18": 0.506, "resnet50": 0.358, "transformer": 0.591, "lm": 0.644, "recommendation": 0.688, "a3c": 0.592, "cyclegan": 0.539},
+}
+#: CPU sensitivity per model (Synergy, Mohan et al., OSDI'22, Table 1 and its per-model profiles):
+#: ``(knee, ideal, speedup)``: CPUs per GPU below which the job starves (its speed falls linearly
+#: to 0 at 0 CPUs), CPUs per GPU at which it reaches its best speed, and that speed relative to its
+#: speed at the knee. Image models follow Synergy's ResNet-18 (9 CPUs, 2.4x) and ResNet-50 (4
+#: CPUs, 1.15x); language models (Transformer, LM) Synergy's GNMT/Transformer/LSTM (1 CPU, no
+#: gain). Recommendation, A3C and CycleGAN were not profiled by Synergy: recommendation is taken
+#: as mildly sensitive (embedding lookups), A3C as strongly (CPU environment simulators) and
+#: CycleGAN as Synergy's MobileNet-like image pipeline (6 CPUs, 1.55x).
+CPU_PROFILE: dict[str, tuple[float, float, float]] = {
+    "resnet18": (3.0, 9.0, 2.4),
+    "resnet50": (3.0, 4.0, 1.15),
+    "transformer": (1.0, 1.0, 1.0),
+    "lm": (1.0, 1.0, 1.0),
+    "recommendation": (2.0, 4.0, 1.2),
+    "a3c": (3.0, 12.0, 2.9),
+    "cyclegan": (3.0, 6.0, 1.55),
+}
+#: Host memory per GPU (GB) a model needs to keep its input pipeline cached (Synergy's ideal
+#: memory demands: 62.5 GB for image models, 20.8 GB for language models); with less, its speed
+#: falls in proportion (page-cache misses).
+MEM_PER_GPU: dict[str, float] = {
+    "resnet18": 62.5, "resnet50": 62.5, "transformer": 20.8, "lm": 20.8, "recommendation": 62.5,
+    "a3c": 20.8, "cyclegan": 62.5,
+}
 MODELS: tuple[str, ...] = tuple(SPEED)
 MULTI_GPU_MODELS: tuple[str, ...] = tuple(m for m in MODELS if SCALING[m] > 0)
 
@@ -97,6 +133,29 @@ def speed_matrix(gpu_types: tuple[str, ...] | list[str]) -> np.ndarray:
         [[SPEED[m][GPU_ALIASES[normalize_gpu_type(g)]] for g in gpu_types] for m in MODELS],
         dtype=np.float64,
     )
+
+
+def sharing_matrix() -> np.ndarray:
+    """``(M, M)``: :data:`SHARING` in :data:`MODELS` order (row: the job, column: its partner)."""
+    return np.array([[SHARING[a][b] for b in MODELS] for a in MODELS])
+
+
+def comm_fraction_vector() -> np.ndarray:
+    """``(M,)`` fraction of a spread gang's iteration spent on inter-node communication,
+    ``1 - LOCALITY``: what spreading costs a job is its time on the network."""
+    return 1.0 - locality_vector()
+
+
+def cpu_factor(model: np.ndarray, cpus_per_gpu: np.ndarray, mem_per_gpu: np.ndarray) -> np.ndarray:
+    """Speed of jobs of ``model`` given ``cpus_per_gpu`` and ``mem_per_gpu`` (GB), relative to
+    their speed at their CPU knee with enough memory (:data:`CPU_PROFILE`, :data:`MEM_PER_GPU`)."""
+    prof = np.array([CPU_PROFILE[m] for m in MODELS])[model]
+    knee, ideal, top = prof[..., 0], prof[..., 1], prof[..., 2]
+    c = np.asarray(cpus_per_gpu, dtype=np.float64)
+    above = np.where(ideal > knee, 1.0 + (top - 1.0) * np.clip((c - knee) / np.maximum(ideal - knee, 1e-9), 0, 1), 1.0)
+    f = np.where(c >= knee, above, c / knee)
+    need = np.array([MEM_PER_GPU[m] for m in MODELS])[model]
+    return f * np.clip(np.asarray(mem_per_gpu, dtype=np.float64) / need, 0.0, 1.0)
 
 
 def scaling_vector() -> np.ndarray:
@@ -158,7 +217,18 @@ def derive_from_gavel(path: str | Path) -> dict[str, dict]:
         else:
             scaling[f] = 0.0
     locality = {f: min(1.0, math.exp(float(np.mean(loc[f])))) if loc[f] else 1.0 for f in speed}
-    return {"speed": speed, "scaling": scaling, "locality": locality}
+    share: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for g in MEASURED_GPUS:
+        for key, val in data[g].items():
+            fam = _GAVEL_FAMILIES[ast.literal_eval(key)[0].split(" (")[0]]
+            alone = val["null"]
+            for other, pair in val.items():
+                if other == "null" or alone <= 0 or pair[0] <= 0:
+                    continue
+                partner = _GAVEL_FAMILIES[ast.literal_eval(other)[0].split(" (")[0]]
+                share[fam][partner].append(math.log(pair[0] / alone))
+    sharing = {f: {p: math.exp(float(np.mean(v))) for p, v in r.items()} for f, r in share.items()}
+    return {"speed": speed, "scaling": scaling, "locality": locality, "sharing": sharing}
 
 
 def with_models(trace, seed: int = 0):
