@@ -68,6 +68,9 @@ class EnvConfig:
     trace_jobs: int = 20_000
     trace_seed: int = 0
     placer: str = "consolidate"
+    dynamic_fraction: float = 0.0
+    resources: bool = False
+    network: bool = False
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -108,7 +111,8 @@ def _base_workload(cfg: EnvConfig, spec: ClusterSpec) -> tuple[Workload, str]:
     span = trace["submit_time"].max() - trace["submit_time"].min()
     if cfg.trace is not None and cfg.load is not None and span > 0:  # all-at-once: no rate to scale
         trace = window(trace, 0.0, num_jobs=len(trace), load=cfg.load, cluster=spec)
-    return make_workload(trace, spec, seed=cfg.trace_seed, elastic_fraction=cfg.elastic_fraction, source=source), source
+    return make_workload(trace, spec, seed=cfg.trace_seed, elastic_fraction=cfg.elastic_fraction, source=source,
+                         dynamic_fraction=cfg.dynamic_fraction), source
 
 
 class VectorEngine:
@@ -131,7 +135,7 @@ class VectorEngine:
             self.core = ClusterCore(
                 self.spec, self.E, restart_overhead=cfg.restart_overhead,
                 round_length=cfg.round_length if cfg.preemption else None, placer=cfg.placer,
-                min_slots=self.K,
+                min_slots=self.K, resources=cfg.resources, network=cfg.network,
             )
         else:
             self.E, self.spec, self.core = core.E, core.cluster, core
@@ -186,6 +190,7 @@ class VectorEngine:
         self.core.load(envs, {
             "submit": submit, "work": b.work[idx], "gpus": b.gpus[idx], "model": b.model[idx],
             "min_gpus": b.min_gpus[idx], "max_gpus": b.max_gpus[idx],
+            "growth": b.growth[idx] if b.growth is not None else np.ones(idx.shape),
             "num_jobs": np.full(len(envs), L),
         })
         self._sync_slot_arrays()

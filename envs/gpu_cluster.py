@@ -91,7 +91,9 @@ class GpuClusterEnv(gym.Env):
     arrivals), ``max_slots`` (K, 32), ``action_mode`` (``"pick"``/``"priority"``),
     ``preemption`` (False), ``round_length`` (300 s), ``restart_overhead`` (30 s), ``reward``,
     ``reward_scale``, ``known_durations`` (False), ``max_steps``, ``elastic_fraction``,
-    ``trace_jobs`` / ``trace_seed`` (size and seed of the synthetic base trace), ``placer``.
+    ``trace_jobs`` / ``trace_seed`` (size and seed of the synthetic base trace), ``placer``,
+    ``dynamic_fraction`` (jobs that speed up as their batch size grows), ``resources`` (CPU and
+    memory model) and ``network`` (link contention model) of :class:`envs.core.ClusterCore`.
 
     ## Version History
     * v0: initial version.

@@ -167,3 +167,23 @@ def test_dynamically_adapting_job_speeds_up_and_keeps_its_duration():
     assert core.j_finish[0, 0] == pytest.approx(1000.0)
     with pytest.raises(ValueError, match="dynamic_phases"):
         ClusterCore(clusters.homogeneous(1, 4), 1, dynamic_phases=0)
+
+
+def test_gym_env_with_resource_models_runs_and_is_reproducible():
+    import gymnasium as gym
+
+    def rollout():
+        env = gym.make_vec("GpuCluster-v0", num_envs=2, vectorization_mode="vector_entry_point", num_jobs=16,
+                           cluster="small", dynamic_fraction=0.5, resources=True, network=True, trace_jobs=400)
+        obs, _ = env.reset(seed=3)
+        total = 0.0
+        for _ in range(60):
+            mask = np.stack(env.unwrapped.action_masks()) if hasattr(env.unwrapped, "action_masks") else None
+            action = np.array([np.flatnonzero(m)[0] for m in mask]) if mask is not None else env.action_space.sample()
+            obs, reward, *_ = env.step(action)
+            total += float(reward.sum())
+            assert np.isfinite(obs).all()
+        env.close()
+        return total
+
+    assert rollout() == rollout()
