@@ -65,16 +65,18 @@ def allowed_counts(node_size: int, total: int) -> np.ndarray:
 def knapsack(costs: np.ndarray, sizes: np.ndarray, capacity: int) -> tuple[np.ndarray, float]:
     """Choose one item per group minimising the total cost within ``capacity``.
 
-    ``costs`` ``(J, C)`` (``inf``: not allowed), ``sizes`` ``(C,)`` non-negative integers (item 0
-    is usually "nothing", size 0). Returns the chosen item per group and the total cost (``inf``
-    when no choice fits). Dynamic programming over the capacity, O(J x C x capacity).
+    ``costs`` ``(J, C)`` (``inf``: not allowed), ``sizes`` ``(C,)`` or ``(J, C)`` non-negative
+    integers (item 0 is usually "nothing", size 0). Returns the chosen item per group and the
+    total cost (``inf`` when no choice fits). Dynamic programming over the capacity,
+    O(J x C x capacity).
     """
     J = costs.shape[0]
+    sizes = np.broadcast_to(np.asarray(sizes, dtype=np.int64), costs.shape)
     best = np.zeros(capacity + 1)
     choice = np.zeros((J, capacity + 1), dtype=np.int64)
     g = np.arange(capacity + 1)
     for j in range(J):
-        prev = g[:, None] - sizes[None, :]  # (G+1, C)
+        prev = g[:, None] - sizes[j][None, :]  # (G+1, C)
         ok = prev >= 0
         cand = np.where(ok, best[np.maximum(prev, 0)] + costs[j][None, :], np.inf)
         choice[j] = cand.argmin(axis=1)
@@ -84,7 +86,7 @@ def knapsack(costs: np.ndarray, sizes: np.ndarray, capacity: int) -> tuple[np.nd
     total = best[capacity]
     for j in range(J - 1, -1, -1):
         picks[j] = choice[j, cap]
-        cap -= int(sizes[picks[j]])
+        cap -= int(sizes[j, picks[j]])
     return picks, float(total)
 
 
@@ -125,14 +127,17 @@ class Pollux(Baseline):
         T = len(view.gpu_types)
         node_size = int(view.node_capacity.max())
         total = int(view.total_gpus)
-        counts = allowed_counts(node_size, min(total, int(view.max_gpus.max(initial=1))))
-        C = len(counts)
-        # rate of every slot at every allowed count, averaged over GPU types (agnostic)
+        base = allowed_counts(node_size, min(total, int(view.max_gpus.max(initial=1))))
+        # per slot: the allowed counts, plus the job's own request (a rigid gang has only that)
+        counts = np.concatenate([np.broadcast_to(base, (E, S, len(base))), view.gpus[:, :, None]], axis=2)
+        C = counts.shape[2]
+        # rate of every slot at every candidate count, averaged over GPU types (agnostic)
         rate = np.zeros((E, S, C))
         cap_t = np.asarray(view.capacity, dtype=np.float64)
-        for c, n in enumerate(counts):
-            nodes = max(1, -(-int(n) // node_size))
-            per_type = [view.rate_at(int(n), k, nodes=nodes, adaptive=True) for k in range(T)]
+        for c in range(C):
+            n = counts[:, :, c]
+            nodes = np.maximum(1, -(-n // node_size))
+            per_type = [view.rate_at(n, k, nodes=nodes, adaptive=True) for k in range(T)]
             rate[:, :, c] = np.average(np.stack(per_type), axis=0, weights=cap_t)
         n_jobs = np.maximum(active.sum(axis=1), 1)
         fair_n = np.minimum(-(-total // n_jobs), node_size)
@@ -143,24 +148,25 @@ class Pollux(Baseline):
         # caps: exploration (2 x the largest allocation run at), the job's bounds
         max_seen = self.jobs.gather("max_seen", view)
         cap = np.minimum(view.max_gpus, np.maximum(np.floor(self.growth * max_seen), 1)).astype(np.int64)
-        ok = (counts[None, None, :] <= cap[:, :, None]) & (counts[None, None, :] >= view.min_gpus[:, :, None])
+        ok = (counts <= np.maximum(cap, view.min_gpus)[:, :, None]) & (counts >= view.min_gpus[:, :, None])
+        ok[:, :, -1] &= ~np.isin(view.gpus, base)  # the request column only when not already a candidate
         # restart factor for allocations other than the current one
         age = np.maximum(view.clock[:, None] - view.submit, 0.0)
         d = self.restart_delta
         factor = np.maximum(age - view.restarts * d, 0.0) / (age + d) if d > 0 else np.ones_like(age)
-        current = counts[None, None, :] == view.allocated[:, :, None]
+        current = counts == view.allocated[:, :, None]
         value = np.where(current, speedup, speedup * factor[:, :, None])
         cost = np.where(ok, (value + _EPS) ** self.p, np.inf)
         cost0 = np.full((E, S, 1), _EPS ** self.p)  # no GPUs
         costs = np.concatenate([cost0, cost], axis=2)
-        sizes = np.concatenate([[0], counts])
+        sizes = np.concatenate([np.zeros((E, S, 1), dtype=np.int64), counts], axis=2)
         n_new = np.zeros((E, S), dtype=np.int64)
         t_new = view.gpu_type.copy()
         for e in np.flatnonzero(due & active.any(axis=1)):
             slots = np.flatnonzero(active[e])
             slots = slots[np.argsort(view.job[e, slots], kind="stable")]
-            picks, _ = knapsack(costs[e, slots], sizes, total)
-            n_e = sizes[picks]
+            picks, _ = knapsack(costs[e, slots], sizes[e, slots], total)
+            n_e = sizes[e, slots, :][np.arange(len(slots)), picks]
             t_new[e, slots] = self._assign_types(view, e, slots, n_e)  # may zero jobs that fit no type
             n_new[e, slots] = n_e
         keep = ~due[:, None]

@@ -256,3 +256,14 @@ def test_pollux_plain_allocation_is_valid_on_mixed_cluster(workload6):
 def test_allocation_adaptive_flag_is_optional():
     a = Allocation(np.zeros((1, 2), dtype=np.int64), np.zeros((1, 2), dtype=np.int64))
     assert a.adaptive is None
+
+
+def test_pollux_schedules_rigid_plain_jobs():
+    """Plain rigid gangs (3 GPUs: not a power of two) still run: their request is a candidate."""
+    from traces import make_trace
+
+    trace = make_trace({"submit_time": [0.0, 10.0, 20.0, 30.0], "duration": [500.0, 800.0, 300.0, 900.0],
+                        "num_gpus": [3, 1, 6, 2], "model": ["resnet50", "lm", "resnet18", "transformer"]})
+    res = envs.simulate(trace, clusters.homogeneous(2, 4), Pollux())
+    assert res.metrics["unfinished"] == 0
+    assert (res.jobs["gpus_last"] == res.jobs["num_gpus"]).all()
