@@ -439,6 +439,8 @@ class ClusterCore:
             self.j_gpu_sec[e, j] = self.s_attained[e, s]
             self._release(e, s)
             self._clear(e, s)
+            if self.resources:
+                self._top_up(np.unique(e))
             np.add.at(self.n_done, e, 1)
             np.add.at(self.n_active, e, -1)
         self._admit(mask)
@@ -472,7 +474,8 @@ class ClusterCore:
         m = self.s_model[e, s]
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = models.cpu_factor(m, self.s_cpu[e, s], self.s_mem[e, s]) / models.cpu_factor(m, fc, fm)
-        return np.where(np.isfinite(rel), rel, 1.0)
+        # a job left without CPUs crawls (1%) rather than stalls, until CPUs free up (_top_up)
+        return np.maximum(np.where(np.isfinite(rel), rel, 1.0), 0.01)
 
     def _grant(self, e: np.ndarray, s: np.ndarray) -> None:
         """Give started jobs the CPUs and memory they ask for per GPU (NaN: a GPU-proportional
@@ -543,17 +546,23 @@ class ClusterCore:
         """Give back the GPUs, CPUs and memory of jobs leaving their GPUs (``e`` may repeat). GPUs
         shared by two jobs are freed when the last of the two leaves."""
         place = self.s_place[e, s]
-        if self.resources:
-            np.add.at(self.free_cpu, e, place * self.s_cpu[e, s][:, None])
-            np.add.at(self.free_mem, e, place * self.s_mem[e, s][:, None])
-            self.s_cpu[e, s] = 0.0
-            self.s_mem[e, s] = 0.0
         p = self.s_partner[e, s]
         has = p >= 0
+        pr = np.maximum(p, 0)
+        partner_on = has & (self.s_status[e, pr] == RUNNING)
+        leaving_too = has & np.isin(e * self.S + pr, e * self.S + s)
+        if self.resources:
+            # a job leaving a shared GPU hands its CPUs and memory to the job that stays
+            give = partner_on & ~leaving_too
+            back = ~give
+            np.add.at(self.free_cpu, e[back], place[back] * self.s_cpu[e[back], s[back]][:, None])
+            np.add.at(self.free_mem, e[back], place[back] * self.s_mem[e[back], s[back]][:, None])
+            if give.any():
+                self.s_cpu[e[give], pr[give]] += self.s_cpu[e[give], s[give]]
+                self.s_mem[e[give], pr[give]] += self.s_mem[e[give], s[give]]
+            self.s_cpu[e, s] = 0.0
+            self.s_mem[e, s] = 0.0
         if has.any():
-            pr = np.maximum(p, 0)
-            partner_on = has & (self.s_status[e, pr] == RUNNING)
-            leaving_too = has & np.isin(e * self.S + pr, e * self.S + s)
             keep_gpus = partner_on & ~(leaving_too & (s < pr))
             place = np.where(keep_gpus[:, None], 0, place)
             self.s_partner[e[has], pr[has]] = -1
@@ -564,6 +573,38 @@ class ClusterCore:
         if self.coupled:
             self._dirty[e] = True
         np.add.at(self.free, e, place)  # e repeats: accumulate
+        if self.resources:
+            stay = partner_on & ~leaving_too
+            if stay.any():
+                self._set_base(e[stay], pr[stay])
+
+    def _top_up(self, envs: np.ndarray) -> None:
+        """Running jobs holding fewer CPUs or less memory than they asked for (a GPU-proportional
+        share by default) get what their nodes have free again, in workload order."""
+        for name, ask_name, free, fair in (("s_cpu", "s_cpu_ask", self.free_cpu, self.fair_cpu),
+                                           ("s_mem", "s_mem_ask", self.free_mem, self.fair_mem)):
+            held = getattr(self, name)
+            sub_run = (self.s_status[envs] == RUNNING) & (self.s_partner[envs] < 0)
+            on = self.s_place[envs] > 0
+            fair_s = np.where(on, fair[None, None, :], _INF).min(axis=2)
+            ask = getattr(self, ask_name)[envs]
+            target = np.where(np.isnan(ask), fair_s, ask)
+            short = sub_run & (held[envs] < target - 1e-9) & (free[envs] > 1e-9).any(axis=1)[:, None]
+            if not short.any():
+                continue
+            ii, ss = np.nonzero(short)
+            ee = envs[ii]
+            order = np.argsort(self.s_job[ee, ss], kind="stable")
+            for k in order:
+                e1, s1 = ee[k], ss[k]
+                take = self.s_place[e1, s1].astype(np.float64)
+                nodes = take > 0
+                avail = (free[e1, nodes] / take[nodes]).min()
+                add = min(max(avail, 0.0), target[ii[k], s1] - held[e1, s1])
+                if add > 1e-9:
+                    free[e1] -= add * take
+                    held[e1, s1] += add
+                    self._set_base(np.array([e1]), np.array([s1]))
 
     def _clear(self, e: np.ndarray, s: np.ndarray) -> None:
         for name in self._CLEAR_FIELDS:
@@ -665,7 +706,16 @@ class ClusterCore:
         self.s_t[e, s] = t
         self.s_nodes[e, s] = nodes
         if self.resources:
-            self._grant(e, s)
+            own = ~shared
+            if own.any():
+                self._grant(e[own], s[own])
+            if shared.any():  # a guest shares its host's CPUs and memory, half each
+                es, ss, hs = e[shared], s[shared], np.asarray(share)[shared]
+                for name in ("s_cpu", "s_mem"):
+                    arr = getattr(self, name)
+                    arr[es, hs] /= 2.0
+                    arr[es, ss] = arr[es, hs]
+                self._set_base(es, hs)
         self.s_status[e, s] = RUNNING
         self._set_base(e, s)
         j = self.s_job[e, s]
@@ -693,6 +743,8 @@ class ClusterCore:
         self.s_nodes[e, s] = 0
         self.s_status[e, s] = WAITING
         self.s_restart_until[e, s] = -_INF
+        if self.resources:
+            self._top_up(np.unique(e))
         if preempted:
             self.j_preempt[e, self.s_job[e, s]] += 1
 

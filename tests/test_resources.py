@@ -187,3 +187,33 @@ def test_gym_env_with_resource_models_runs_and_is_reproducible():
         return total
 
     assert rollout() == rollout()
+
+
+def test_a_guest_splits_its_hosts_cpus_and_nothing_leaks():
+    """Sharing GPUs shares their CPUs (the node's other GPUs keep theirs); CPUs freed by a job
+    go to running jobs that got less than their share; at the end every CPU is back."""
+    core = _core(clusters.homogeneous(1, 2, cpus=24, mem_gb=64), ["resnet18"] * 3, [1, 1, 1], [100.0, 100.0, 50.0],
+                 resources=True)
+    n, t = _alloc(core, [1, 1, 0])
+    p = np.full_like(n, -1)
+    p[0, 1] = 0
+    core.apply(n, t, partner=p)
+    np.testing.assert_allclose(core.s_cpu[0, :2], [6.0, 6.0])  # the host's 12 CPUs, half each
+    assert core.free_cpu[0, 0] == pytest.approx(12.0)  # the other GPU's share is untouched
+    n[0, 2] = 1
+    core.apply(n, t, partner=p)
+    assert core.s_cpu[0, 2] == pytest.approx(12.0) and core.free_cpu[0, 0] == pytest.approx(0.0)
+    _run(core)
+    assert core.free_cpu[0, 0] == pytest.approx(24.0) and core.free_mem[0, 0] == pytest.approx(64.0)
+
+
+def test_cpus_freed_later_top_up_a_starved_job():
+    core = _core(clusters.homogeneous(1, 2, cpus=24, mem_gb=500), ["resnet18", "resnet18"], [1, 1], [100.0, 1000.0],
+                 resources=True)
+    n, t = _alloc(core, [1, 1])
+    cpus = np.full((1, core.S), np.nan)
+    cpus[0, 0] = 24.0  # the first job takes every CPU of the node
+    core.apply(n, t, cpus=cpus)
+    assert core.s_cpu[0, 1] == 0.0 and 0 < core.s_rate[0, 1] < 0.05  # crawls, never stalls
+    _run(core)
+    assert np.isfinite(core.j_finish[0, 1]) and core.free_cpu[0, 0] == pytest.approx(24.0)
