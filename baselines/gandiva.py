@@ -19,10 +19,10 @@ Models:
   resumes is placed afresh, so rotation also defragments (Gandiva's migration for locality).
 - No duration knowledge; uses GPU counts and the clock only.
 
-Simplifies (what the core does not support yet, see the report):
+Simplifies:
 
-- GPU sharing / packing several jobs on one GPU is not modelled: time-slicing is round-robin
-  suspend/resume of whole gangs at quantum boundaries.
+- No packing of several jobs on one GPU (the core's ``partner`` sharing is left to Lucid):
+  time-slicing is round-robin suspend/resume of whole gangs at quantum boundaries.
 - Suspend/resume costs the core's checkpoint-restart overhead (30 s default), not Gandiva's
   sub-second in-GPU-memory suspend; so the default quantum is the core's 300 s round rather than
   the paper's 60 s, which would spend a third of every slice restarting (``quantum=60`` gives the

@@ -31,8 +31,8 @@ Models (the ``dlas-gpu`` rule, no duration knowledge -- GPU demand only):
 Simplifies:
 
 - Queue thresholds are checked at decisions, not at the exact crossing instant: the reference
-  simulator inserts crossing and promotion events; the core has no hook for policy-chosen events
-  (see the report), so demotion/promotion lag by at most one round (``round_length``, 300 s), which
+  simulator inserts crossing and promotion events; the core has no hook for policy-chosen events,
+  so demotion/promotion lag by at most one round (``round_length``, 300 s), which
   classic.md allows. The demotion is back-dated to the crossing time for the in-queue order.
 - The core charges its restart overhead (30 s default) on each resume; the Tiresias simulator
   charges none (the Pollux port charges 30 s).
@@ -67,18 +67,12 @@ from envs.policy import ClusterView, Priority
 from traces import models
 
 
-def node_capacity(view: ClusterView) -> np.ndarray:
-    """``(N,)`` GPUs per node (not part of the public view yet, see the report)."""
-    cap = getattr(view, "node_capacity", None)
-    return np.asarray(cap if cap is not None else view._core.node_cap)
-
-
 def consolidatable(view: ClusterView, gpus: np.ndarray) -> np.ndarray:
     """``(E, S)``: a gang of ``gpus`` fits, with the GPUs free now, on as few nodes as it could
     ever need (``ceil(gpus / largest node)``) of some GPU type."""
     free = view.free_per_node  # (E, N)
     node_type = view.node_type
-    cap = node_capacity(view)
+    cap = np.asarray(view.node_capacity)
     ok = np.zeros(gpus.shape, dtype=bool)
     for k in range(len(view.gpu_types)):
         nodes = node_type == k

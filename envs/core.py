@@ -864,15 +864,9 @@ class ClusterCore:
             keep &= ~(explicit & (place != self.s_place).any(axis=2))
         rows = np.arange(self.E)[:, None]
         keep &= (p < 0) | keep[rows, np.maximum(p, 0)]  # a guest stays only with its host
-        if self.resources and (regrant & keep).any():
-            e, s = np.nonzero(regrant & keep)
-            self._cache = None
-            place_es = self.s_place[e, s]
-            np.add.at(self.free_cpu, e, place_es * self.s_cpu[e, s][:, None])
-            np.add.at(self.free_mem, e, place_es * self.s_mem[e, s][:, None])
-            self._grant(e, s)
-            self._set_base(e, s)
+        regrant &= keep & ~self.s_guest & (self.s_partner < 0)
         if ((n == 0) & ~run | keep).all():
+            self._regrant(regrant)
             return  # nothing else changes
         if check:
             self.check_allocation(n, t, envs, partner=p)
@@ -883,11 +877,36 @@ class ClusterCore:
         self.stop(e, s, preempted=False)
         lost = n[e, s] == 0
         self.j_preempt[e[lost], self.s_job[e[lost], s[lost]]] += 1
+        self._regrant(regrant)
         todo = (n > 0) & ~keep
         if place is not None:
             self._place_in_order(todo & explicit, n, t, place=place)
         self._place_in_order(todo & ~explicit & (p < 0), n, t)
         self._place_in_order(todo & (p >= 0), n, t, share=p)
+
+    def _regrant(self, mask: np.ndarray) -> None:
+        """Running jobs in ``mask`` whose CPU or memory ask changed are granted again in place, one
+        per env at a time (each sees what the previous ones left): first those whose asks shrink,
+        then the others, each group in workload order."""
+        if not self.resources or not mask.any():
+            return
+        self._cache = None
+        fc, fm = self._fair_share(self.s_place.reshape(-1, self.N))
+        ask_c = np.where(np.isnan(self.s_cpu_ask), fc.reshape(self.E, self.S), self.s_cpu_ask)
+        ask_m = np.where(np.isnan(self.s_mem_ask), fm.reshape(self.E, self.S), self.s_mem_ask)
+        shrink = mask & (ask_c <= self.s_cpu + 1e-9) & (ask_m <= self.s_mem + 1e-9)
+        for part in (shrink, mask & ~shrink):  # what shrinks first frees room for what grows
+            key = np.where(part, self.s_job, _NO_JOB)
+            order = np.argsort(key, axis=1, kind="stable")
+            counts = part.sum(axis=1)
+            for r in range(int(counts.max(initial=0))):
+                e = np.flatnonzero(counts > r)
+                s = order[e, r]
+                place = self.s_place[e, s]
+                self.free_cpu[e] += place * self.s_cpu[e, s][:, None]
+                self.free_mem[e] += place * self.s_mem[e, s][:, None]
+                self._grant(e, s)
+                self._set_base(e, s)
 
     def _check_place(self, n: np.ndarray, t: np.ndarray, place: np.ndarray, todo: np.ndarray, leaving: np.ndarray) -> None:
         e, s = np.nonzero(todo)

@@ -217,3 +217,22 @@ def test_cpus_freed_later_top_up_a_starved_job():
     assert core.s_cpu[0, 1] == 0.0 and 0 < core.s_rate[0, 1] < 0.05  # crawls, never stalls
     _run(core)
     assert np.isfinite(core.j_finish[0, 1]) and core.free_cpu[0, 0] == pytest.approx(24.0)
+
+
+def test_regrants_in_place_are_sequential_and_follow_releases():
+    spec = clusters.homogeneous(1, 8, cpus=24, mem_gb=500)
+    core = _core(spec, ["resnet18", "resnet18"], [4, 2], [1000.0, 1000.0], resources=True)
+    n, t = _alloc(core, [4, 2])
+    core.apply(n, t)
+    cpus = np.full((1, core.S), np.nan)
+    cpus[0, :2] = 5.0  # 20 + 10 CPUs asked, 24 exist
+    core.apply(n, t, cpus=cpus)
+    assert core.free_cpu[0, 0] >= -1e-9 and core.s_cpu[0, :2].dot([4, 2]) == pytest.approx(24.0)
+    # preempting one job frees its CPUs for the other's larger ask in the same decision
+    core2 = _core(spec, ["resnet18", "resnet18"], [2, 4], [1000.0, 1000.0], resources=True)
+    n, t = _alloc(core2, [2, 4])
+    core2.apply(n, t)
+    n[0, 1] = 0
+    cpus[0, :2] = [9.0, np.nan]
+    core2.apply(n, t, cpus=cpus)
+    assert core2.s_cpu[0, 0] == pytest.approx(9.0) and core2.free_cpu[0, 0] == pytest.approx(24.0 - 18.0)
