@@ -159,7 +159,8 @@ def markdown(suite: Suite, specs: list[PolicySpec], cells: list[Cell], df: pd.Da
         f"policies: {', '.join(s.name for s in specs)}",
         f"- simulator: restart overhead {sim['restart_overhead']:g} s, round length "
         f"{'policy default' if sim['round_length'] is None else format(sim['round_length'], 'g') + ' s'}, "
-        f"elastic fraction {sim['elastic_fraction']:g}, placer {sim['placer']}; clustergym {package_version()} "
+        f"elastic fraction {sim['elastic_fraction']:g}, placer {sim['placer']}{_models_label(sim)}; "
+        f"clustergym {package_version()} "
         f"(source {code_digest()[:12]})",
         f"- knobs: {_knobs_label(suite)}",
         f"- cells: {len(cells)} ({len(specs)} policies x {len(windows)} windows x {len(loads)} loads x "
@@ -203,6 +204,20 @@ def markdown(suite: Suite, specs: list[PolicySpec], cells: list[Cell], df: pd.Da
 def _jobs_label(cells: list[Cell]) -> str:
     counts = sorted({c.definition["trace"].get("num_jobs") or 0 for c in cells})
     return ", ".join("all" if n == 0 else str(n) for n in counts)
+
+
+def _models_label(sim: dict) -> str:
+    """The optional simulator models a suite turns on, as ", a, b" (empty when none)."""
+    on = []
+    if sim.get("resources"):
+        on.append("CPU/memory model")
+    if sim.get("network"):
+        on.append("network contention model")
+    if sim.get("dynamic_fraction"):
+        on.append(f"dynamic-adaptation fraction {sim['dynamic_fraction']:g}")
+    if sim.get("application_restart") == "sia":
+        on.append("Sia's restart delay per application")
+    return "".join(f", {x}" for x in on)
 
 
 def _knobs_label(suite: Suite) -> str:

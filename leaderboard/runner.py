@@ -118,7 +118,9 @@ def compute_cell(cell: Cell, path: str) -> tuple[int, str | None, float]:
                             round_length=sim["round_length"], known_durations=sim["known_durations"],
                             elastic_fraction=sim["elastic_fraction"], placer=sim["placer"], seed=cell.seed,
                             goodput=None if sim.get("goodput", True) else False,
-                            restart=SIA_RESTART if sim.get("application_restart") == "sia" else None)
+                            restart=SIA_RESTART if sim.get("application_restart") == "sia" else None,
+                            resources=sim.get("resources", False), network=sim.get("network", False),
+                            dynamic_fraction=sim.get("dynamic_fraction", 0.0))
     except Exception as exc:  # a failing cell is reported, not cached, and retried next run
         return cell.index, f"{type(exc).__name__}: {exc}", time.perf_counter() - start
     wall = time.perf_counter() - start

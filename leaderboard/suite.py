@@ -21,6 +21,9 @@ and ``[trace]`` is optional)::
     placer = "consolidate"                # envs.simulate
     goodput = true                        # Pollux workloads as goodput jobs (envs.goodput)
     application_restart = "uniform"       # or "sia": Sia's restart delay per application
+    resources = false                     # CPU/memory model (envs.simulate)
+    network = false                       # link contention model (envs.simulate)
+    dynamic_fraction = 0.0                # jobs that adapt their batch size (envs.simulate)
 
     [cluster]                             # a preset ...
     preset = "small"
@@ -73,7 +76,8 @@ SUITES_DIR = Path(__file__).resolve().parent / "suites"
 CACHE_FORMAT = 1
 KINDS = ("synthetic", "file", "pollux_workloads")
 _TOP_KEYS = {"name", "description", "seeds", "loads", "policies", "restart_overhead", "elastic_fraction",
-             "round_length", "placer", "cluster", "trace", "knobs", "goodput", "application_restart"}
+             "round_length", "placer", "cluster", "trace", "knobs", "goodput", "application_restart",
+             "resources", "network", "dynamic_fraction"}
 
 
 class SuiteError(ValueError):
@@ -196,9 +200,7 @@ class PolicySpec:
         if self.agent is not None:
             meta = json.loads((Path(self.agent) / "agent.json").read_text())
             return bool(meta.get("env", {}).get("known_durations", False))
-        import baselines
-
-        return bool(baselines.REGISTRY[self.name].needs_durations)
+        return bool(self.build().needs_durations)  # knobs may decide it (a host policy, an objective)
 
     def identity(self) -> dict:
         """What enters the cache key: the name and knobs, or the agent's file hashes."""
@@ -479,7 +481,12 @@ def parse_suite(path: str | Path) -> Suite:
            "round_length": None if raw.get("round_length") is None else float(raw["round_length"]),
            "placer": str(raw.get("placer", "consolidate")),
            "goodput": bool(raw.get("goodput", True)),
-           "application_restart": str(raw.get("application_restart", "uniform"))}
+           "application_restart": str(raw.get("application_restart", "uniform")),
+           "resources": bool(raw.get("resources", False)),
+           "network": bool(raw.get("network", False)),
+           "dynamic_fraction": float(raw.get("dynamic_fraction", 0.0))}
+    if not 0.0 <= sim["dynamic_fraction"] <= 1.0:
+        _fail(path, f"dynamic_fraction must be in [0, 1], got {sim['dynamic_fraction']}")
     if sim["application_restart"] not in ("uniform", "sia"):
         _fail(path, f"application_restart must be 'uniform' or 'sia', got {sim['application_restart']!r}")
     del spec
