@@ -1,6 +1,6 @@
 """CASSINI: network-aware placement and time shifts over a host scheduler (Themis).
 
-The claim (issue 8): when communication-heavy jobs must span nodes, CASSINI lowers the average
+The claim (CASSINI, NSDI'24): when communication-heavy jobs must span nodes, CASSINI lowers the average
 iteration time and the average JCT against consolidate-first placement under the same host.
 Mechanism checks: the policy's network model against the core's rates, its placement search
 against brute force on tiny clusters, its affinity-graph loop detection against an independent

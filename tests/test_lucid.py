@@ -1,6 +1,6 @@
 """Lucid (baselines.lucid): its packing rule, its on-line estimators, and its headline claim.
 
-Claim (issue 8, Lucid ASPLOS'23): when most jobs are small, packing jobs that co-locate well
+Claim (Lucid, ASPLOS'23): when most jobs are small, packing jobs that co-locate well
 raises utilisation and lowers queueing against Tiresias. Workload: 120 jobs on 16 GPUs (2 nodes
 x 8), GPU counts 1/2/4 with 65/30/5%, models uniform, durations log-normal around a median per
 model (recurring jobs: the model predicts the duration, which is what Lucid's estimator learns),
