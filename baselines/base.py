@@ -32,7 +32,7 @@ from envs.policy import Allocation, ClusterView, Policy, Priority
 
 _NO_JOB = np.iinfo(np.int64).max
 
-__all__ = ["EMPTY", "RUNNING", "WAITING", "Baseline", "JobTable", "greedy_allocation", "lower", "order_scores"]
+__all__ = ["EMPTY", "RUNNING", "WAITING", "Baseline", "JobTable", "greedy_allocation", "lower", "order_scores", "take_in_order"]
 
 
 class JobTable:
@@ -211,7 +211,7 @@ def greedy_allocation(
     """
     if len(view.capacity) != 1:
         return None
-    E, S = view.job.shape
+    E = view.job.shape[0]
     preempt = np.broadcast_to(np.asarray(preempt, dtype=bool), (E,))
     st = view.status
     scores = np.where(np.isnan(scores), -np.inf, scores)
@@ -222,33 +222,45 @@ def greedy_allocation(
     n = np.where(preempt[:, None] | (st != RUNNING), 0, allocated)
     if cand.any():
         order = serve_order(view, scores, cand)
-        rws = _rows(E)
-        r = req[rws, order]
-        alive = cand[rws, order]
-        acc = np.zeros((E, S), dtype=bool)
-        pos = np.arange(S)[None, :]
-        rows = np.arange(E)
-        while alive.any():
-            cum = np.cumsum(np.where(alive, r, 0), axis=1)
-            over = alive & (cum > cap[:, None])
-            has = over.any(axis=1)
-            p = np.where(has, over.argmax(axis=1), S)
-            take = alive & (pos < p[:, None])
-            acc |= take
-            cap -= np.where(take, r, 0).sum(axis=1)
-            alive &= ~take
-            if not has.any():
-                break
-            if backfill:
-                rp = r[rows, np.minimum(p, S - 1)]
-                alive &= ~(has[:, None] & (pos >= p[:, None]) & (r >= rp[:, None]))
-            else:
-                alive &= ~has[:, None]
-        got = np.zeros((E, S), dtype=np.int64)
-        got[rws, order] = np.where(acc, r, 0)
-        n = np.where(got > 0, got, n)
+        took = take_in_order(order, req, cand, cap, backfill=backfill)
+        n = np.where(took, req, n)
     t = np.where(n > 0, 0, view.gpu_type)
     return n, t
+
+
+def take_in_order(order: np.ndarray, req: np.ndarray, cand: np.ndarray, cap: np.ndarray, *,
+                  backfill: bool = True) -> np.ndarray:
+    """``(E, S)``: the candidates taken when serving slots in ``order`` (``(E, S)`` slot indices)
+    greedily into ``cap`` (``(E,)``) GPUs, each asking ``req``; ``backfill`` skips those that do
+    not fit, otherwise an env stops at the first. Prefix sums, as :func:`greedy_allocation`
+    explains."""
+    E, S = order.shape
+    rws = _rows(E)
+    r = req[rws, order]
+    alive = cand[rws, order]
+    acc = np.zeros((E, S), dtype=bool)
+    cap = np.asarray(cap, dtype=np.int64).copy()
+    pos = np.arange(S)[None, :]
+    rows = np.arange(E)
+    while alive.any():
+        cum = np.cumsum(np.where(alive, r, 0), axis=1)
+        over = alive & (cum > cap[:, None])
+        has = over.any(axis=1)
+        p = np.where(has, over.argmax(axis=1), S)
+        take = alive & (pos < p[:, None])
+        acc |= take
+        cap -= np.where(take, r, 0).sum(axis=1)
+        alive &= ~take
+        if not has.any():
+            break
+        if backfill:  # the first job past the prefix does not fit, nor will any later one as large
+            rp = r[rows, np.minimum(p, S - 1)]
+            alive &= ~(has[:, None] & (pos >= p[:, None]) & (r >= rp[:, None]))
+        else:
+            alive &= ~has[:, None]
+    out = np.zeros((E, S), dtype=bool)
+    out[rws, order] = acc
+    return out
 
 
 def _nothing_fits(view: ClusterView, cand: np.ndarray) -> np.ndarray:

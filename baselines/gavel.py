@@ -96,7 +96,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from baselines.base import EMPTY, Baseline, _rows
+from baselines.base import EMPTY, Baseline, _rows, take_in_order
 from envs.policy import Allocation, ClusterView
 
 __all__ = [
@@ -266,38 +266,6 @@ def ftf_allocation(thr: np.ndarray, scale: np.ndarray, capacity: np.ndarray, rem
         if got <= hi * (1.0 + 1e-6):
             best_x = X
     return best_x, float(ftf_rho((thr * best_x).sum(axis=1), R, t, D).max())
-
-
-# ---------------------------------------------------------------------------------- selection
-def _take_in_order(order: np.ndarray, req: np.ndarray, cand: np.ndarray, cap: np.ndarray) -> np.ndarray:
-    """``(E, S)``: the candidates taken when serving slots in ``order`` (``(E, S)`` slot indices)
-    greedily into ``cap`` (``(E,)``) GPUs, skipping those that do not fit (prefix sums, as
-    :func:`baselines.base.greedy_allocation`)."""
-    E, S = order.shape
-    rws = _rows(E)
-    r = req[rws, order]
-    alive = cand[rws, order]
-    acc = np.zeros((E, S), dtype=bool)
-    cap = cap.astype(np.int64).copy()
-    pos = np.arange(S)[None, :]
-    erow = np.arange(E)
-    while alive.any():
-        cum = np.cumsum(np.where(alive, r, 0), axis=1)
-        over = alive & (cum > cap[:, None])
-        has = over.any(axis=1)
-        p = np.where(has, over.argmax(axis=1), S)
-        take = alive & (pos < p[:, None])
-        acc |= take
-        cap -= np.where(take, r, 0).sum(axis=1)
-        alive &= ~take
-        if not has.any():
-            break
-        # the first job past the prefix does not fit, nor will any later job at least as large
-        rp = r[erow, np.minimum(p, S - 1)]
-        alive &= ~(has[:, None] & (pos >= p[:, None]) & (r >= rp[:, None]))
-    out = np.zeros((E, S), dtype=bool)
-    out[rws, order] = acc
-    return out
 
 
 class Gavel(Baseline):
@@ -516,7 +484,7 @@ class Gavel(Baseline):
                 continue
             keys = (job, -x[rws, sl, kk], -deficit[rws, sl, kk], -prio[rws, sl, kk], ~c)
             order = np.lexsort(keys, axis=1)
-            took = _take_in_order(order, gpus, c, cap[np.arange(E), k])
+            took = take_in_order(order, gpus, c, cap[np.arange(E), k])
             sched |= took
             new_t = np.where(took, kk, new_t)
         keep = view.running & ~rnd[:, None]
