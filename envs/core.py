@@ -549,11 +549,14 @@ class ClusterCore:
         p = self.s_partner[e, s]
         has = p >= 0
         pr = np.maximum(p, 0)
-        partner_on = has & (self.s_status[e, pr] == RUNNING)
-        leaving_too = has & np.isin(e * self.S + pr, e * self.S + s)
+        stay = np.zeros(len(e), dtype=bool)  # partners that keep running on the shared GPUs
+        leaving_too = stay
+        if has.any():
+            leaving_too = has & np.isin(e * self.S + pr, e * self.S + s)
+            stay = has & (self.s_status[e, pr] == RUNNING) & ~leaving_too
         if self.resources:
             # a job leaving a shared GPU hands its CPUs and memory to the job that stays
-            give = partner_on & ~leaving_too
+            give = stay
             back = ~give
             np.add.at(self.free_cpu, e[back], place[back] * self.s_cpu[e[back], s[back]][:, None])
             np.add.at(self.free_mem, e[back], place[back] * self.s_mem[e[back], s[back]][:, None])
@@ -563,7 +566,7 @@ class ClusterCore:
             self.s_cpu[e, s] = 0.0
             self.s_mem[e, s] = 0.0
         if has.any():
-            keep_gpus = partner_on & ~(leaving_too & (s < pr))
+            keep_gpus = stay | (has & leaving_too & (s > pr))  # of a pair leaving together, one frees
             place = np.where(keep_gpus[:, None], 0, place)
             self.s_partner[e[has], pr[has]] = -1
             self.s_guest[e[has], pr[has]] = False
@@ -573,10 +576,8 @@ class ClusterCore:
         if self.coupled:
             self._dirty[e] = True
         np.add.at(self.free, e, place)  # e repeats: accumulate
-        if self.resources:
-            stay = partner_on & ~leaving_too
-            if stay.any():
-                self._set_base(e[stay], pr[stay])
+        if self.resources and stay.any():
+            self._set_base(e[stay], pr[stay])
 
     def _top_up(self, envs: np.ndarray) -> None:
         """Running jobs holding fewer CPUs or less memory than they asked for (a GPU-proportional
@@ -896,12 +897,7 @@ class ClusterCore:
         ask_m = np.where(np.isnan(self.s_mem_ask), fm.reshape(self.E, self.S), self.s_mem_ask)
         shrink = mask & (ask_c <= self.s_cpu + 1e-9) & (ask_m <= self.s_mem + 1e-9)
         for part in (shrink, mask & ~shrink):  # what shrinks first frees room for what grows
-            key = np.where(part, self.s_job, _NO_JOB)
-            order = np.argsort(key, axis=1, kind="stable")
-            counts = part.sum(axis=1)
-            for r in range(int(counts.max(initial=0))):
-                e = np.flatnonzero(counts > r)
-                s = order[e, r]
+            for e, s in self._ranks(part):
                 place = self.s_place[e, s]
                 self.free_cpu[e] += place * self.s_cpu[e, s][:, None]
                 self.free_mem[e] += place * self.s_mem[e, s][:, None]
@@ -933,14 +929,18 @@ class ClusterCore:
 
     def _place_in_order(self, todo: np.ndarray, n: np.ndarray, t: np.ndarray, *, place: np.ndarray | None = None,
                         share: np.ndarray | None = None) -> None:
-        key = np.where(todo, self.s_job, _NO_JOB)
-        order = np.argsort(key, axis=1, kind="stable")
-        counts = todo.sum(axis=1)
-        for r in range(int(counts.max(initial=0))):
-            e = np.flatnonzero(counts > r)
-            s = order[e, r]
+        for e, s in self._ranks(todo):
             self.start(e, s, t[e, s], n[e, s], take=None if place is None else place[e, s],
                        share=None if share is None else share[e, s])
+
+    def _ranks(self, mask: np.ndarray):
+        """The slots in ``mask`` (``(E, S)``) in workload order, one per env at a time: yields
+        ``(e, s)`` for the first such job of every env, then the second, ..."""
+        order = np.argsort(np.where(mask, self.s_job, _NO_JOB), axis=1, kind="stable")
+        counts = mask.sum(axis=1)
+        for r in range(int(counts.max(initial=0))):
+            e = np.flatnonzero(counts > r)
+            yield e, order[e, r]
 
     def greedy(
         self,
