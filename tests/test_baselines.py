@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
+from episodes import capture_episodes
 
 import baselines
 import envs  # registers GpuCluster-v0
@@ -294,17 +295,7 @@ def run_vector(trace, policy, mode: str, *, num_envs: int, round_length: float, 
     env = gym.make_vec("GpuCluster-v0", num_envs=num_envs, trace=trace, num_jobs=len(trace), load=None,
                        cluster="tiny", action_mode=mode, preemption=True, round_length=round_length,
                        restart_overhead=30.0, max_slots=len(trace), known_durations=known)
-    eng = baselines.engine_of(env)
-    results: dict[int, pd.DataFrame] = {}
-    reset_envs = eng.reset_envs
-
-    def capture(idx):
-        for e in np.asarray(idx):
-            if eng.core.n_jobs[e] > 0 and eng.core.done[e] and int(e) not in results:
-                results[int(e)] = eng.episode_results(int(e))
-        reset_envs(idx)
-
-    eng.reset_envs = capture
+    results = capture_episodes(env)
     env.reset(seed=0)
     for _ in range(20000):
         env.step(baselines.act(policy, env))

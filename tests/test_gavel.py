@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
+from episodes import capture_episodes
 
 import baselines
 import envs  # noqa: F401 (registers GpuCluster-v0)
@@ -243,16 +244,7 @@ def run_vector(trace, name: str, mode: str, cluster, *, num_envs: int = 2) -> li
                        restart_overhead=30.0, max_slots=len(trace), known_durations=policy.needs_durations,
                        max_steps=100_000)
     eng = baselines.engine_of(env)
-    results: dict[int, pd.DataFrame] = {}
-    reset_envs = eng.reset_envs
-
-    def capture(idx):
-        for e in np.asarray(idx):
-            if eng.core.n_jobs[e] > 0 and eng.core.done[e] and int(e) not in results:
-                results[int(e)] = eng.episode_results(int(e))
-        reset_envs(idx)
-
-    eng.reset_envs = capture
+    results = capture_episodes(env)
     _obs, info = env.reset(seed=0)
     for _ in range(100_000):
         action = baselines.act(policy, env)

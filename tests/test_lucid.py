@@ -33,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
+from episodes import capture_episodes
 
 import baselines
 import envs  # noqa: F401 (registers GpuCluster-v0)
@@ -416,18 +417,9 @@ def test_vector_env_runs_lucid_without_sharing_exactly(mode):
                         known_durations=False).jobs
     env = gym.make_vec("GpuCluster-v0", num_envs=2, trace=trace, num_jobs=len(trace), load=None, cluster="tiny",
                        action_mode=mode, preemption=True, round_length=300.0, max_slots=len(trace))
-    eng = baselines.engine_of(env)
     policy = baselines.get("lucid")
-    results = {}
-    reset_envs = eng.reset_envs
-
-    def capture(idx):
-        for e in np.asarray(idx):
-            if eng.core.n_jobs[e] > 0 and eng.core.done[e] and int(e) not in results:
-                results[int(e)] = eng.episode_results(int(e))
-        reset_envs(idx)
-
-    eng.reset_envs = capture
+    eng = baselines.engine_of(env)
+    results = capture_episodes(env)
     env.reset(seed=0)
     for _ in range(5000):
         env.step(baselines.act(policy, env))
