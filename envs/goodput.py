@@ -166,7 +166,7 @@ def build_table(root: str | Path, kinds: list[tuple[str, int]], gpu_types: tuple
         P = max(P, len(chunks))
         need = pollux.progress_needed(app)
         bounds = np.cumsum([need[c].sum() for c in chunks]) / need.sum()
-        model = _model(app)
+        model = app.throughput_model()
         ratio = compute_ratio(name, gpu_types)
         adaptive = _kind_rates(app, model, None, ratio, G, chunks)
         per_app[name] = (app, chunks, bounds, model, ratio, adaptive, float(need.sum()))
@@ -190,16 +190,6 @@ def build_table(root: str | Path, kinds: list[tuple[str, int]], gpu_types: tuple
     return GoodputTable(tuple(kinds), tuple(gpu_types), rate, batch, bounds, total, cap)
 
 
-_MODELS: dict[str, pollux.ThroughputModel] = {}
-
-
-def _model(app: pollux.Application) -> pollux.ThroughputModel:
-    key = f"{id(app)}"
-    if key not in _MODELS:
-        _MODELS[key] = pollux.fit_throughput(app)
-    return _MODELS[key]
-
-
 def reference_time(root: str | Path, application: str, num_gpus: int, batch_size: int, *,
                    gpu_type: str = models.REFERENCE_GPU, phases: int = 10) -> float:
     """Seconds to train ``application`` alone on ``num_gpus`` GPUs of ``gpu_type`` packed on
@@ -207,6 +197,6 @@ def reference_time(root: str | Path, application: str, num_gpus: int, batch_size
     app = pollux.application(root, application)
     chunks = _phase_split(app, phases)
     need = pollux.progress_needed(app)
-    r, _ = _kind_rates(app, _model(app), batch_size, compute_ratio(application, (gpu_type,)), num_gpus, chunks)
+    r, _ = _kind_rates(app, app.throughput_model(), batch_size, compute_ratio(application, (gpu_type,)), num_gpus, chunks)
     rates = r[:, 0, num_gpus, int(num_gpus > _REFERENCE_NODE)]
     return float(sum(need[c].sum() / rp for c, rp in zip(chunks, rates, strict=True)))

@@ -131,6 +131,13 @@ class Application:
     validation: dict[int, pd.DataFrame]  # total batch size -> progress, iteration, grad_sqr, grad_var
     max_local_bsz: int
     _nd: _NDInterp | None = field(default=None, repr=False, compare=False)
+    _throughput: ThroughputModel | None = field(default=None, repr=False, compare=False)
+
+    def throughput_model(self) -> ThroughputModel:
+        """Pollux's throughput model fitted to this application's measurements (once)."""
+        if self._throughput is None:
+            self._throughput = fit_throughput(self)
+        return self._throughput
 
     @classmethod
     def load(cls, folder: str | Path) -> Application:
