@@ -207,6 +207,16 @@ class ClusterCore:
             setattr(self, name, np.full((self.E, S), fill, dtype=dtype))
         self.s_place = np.zeros((self.E, S, self.N), dtype=np.int32)
 
+    def ensure_slots(self, S: int) -> None:
+        """Grow the slot table until it has at least ``S`` slots (state is kept)."""
+        while self.S < S:
+            self._grow_slots()
+
+    def record_preemptions(self, e: np.ndarray, s: np.ndarray) -> None:
+        """Count a preemption for the jobs in slots ``(e, s)`` (jobs taken off their GPUs by a
+        decision rather than by :meth:`stop` with ``preempted=True``)."""
+        self.j_preempt[e, self.s_job[e, s]] += 1
+
     def _grow_slots(self) -> None:
         old = self.S
         new = 2 * old
