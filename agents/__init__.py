@@ -17,8 +17,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.networks import SlotExtractor, SlotPolicy, SlotScorePolicy
-from envs.engine import SLOT_FEATURES, EnvConfig, VectorEngine
-from envs.policy import ClusterView, Policy
+from envs.core import EMPTY
+from envs.engine import SLOT_FEATURES, EnvConfig, VectorEngine, observation_size
+from envs.policy import ClusterView, Policy, Priority
 
 ALGOS = {"maskable_ppo": MaskablePPO, "ppo": PPO}
 #: env options an agent's observations and actions depend on (saved with the agent)
@@ -66,7 +67,7 @@ class Agent:
     env: dict
 
     def env_config(self, **overrides) -> EnvConfig:
-        return EnvConfig(**{**self.env, **overrides})
+        return EnvConfig.from_options(**{**self.env, **overrides})
 
 
 def save_agent(model: BaseAlgorithm, path: str | Path, *, algo: str, policy: str, env_config: EnvConfig) -> Path:
@@ -93,15 +94,23 @@ def load_agent(path: str | Path) -> Agent:
 
 
 class AgentPolicy(Policy):
-    """Runs a trained agent as a scheduler on the core API (in :func:`envs.simulate` or any loop
-    over a :class:`~envs.core.ClusterCore`), seeing exactly the observations the env shows.
+    """Runs a trained agent as a scheduler (in :func:`envs.simulate` or any driver of a
+    :class:`~envs.policy.Policy`), seeing exactly the observations the env shows, and returns
+    its choice as a :class:`~envs.policy.Priority`.
 
-    In ``pick`` mode the agent picks jobs one at a time at each event (each pick starts the job,
-    as in the env) until it chooses to advance or nothing more can start; agents trained with
-    pick mode's re-pick phase (preemption) are not supported here. In ``priority`` mode its
-    scores at the visible slots are served exactly as the env serves them, preempting at round
-    boundaries when the agent was trained with preemption (the replay then uses the agent's
-    round length).
+    ``priority`` mode: the agent's scores at the visible slots, ranked as the env ranks them
+    (:meth:`envs.engine.VectorEngine.priority`: clipped to [-1, 1], running jobs that are not
+    visible keep their GPUs, preempting at round boundaries when the agent was trained with
+    preemption; the replay then uses the agent's round length). Where every score was invalid
+    on an idle cluster, waiting jobs are served oldest first, as the env does.
+
+    ``pick`` mode: the agent picks jobs one at a time (observing after each pick, as in the
+    env) until it chooses to advance or nothing more can start. The picks are tried on a private
+    copy of the state (:meth:`~envs.policy.ClusterView.what_if`) and returned as a ``Priority``
+    that serves the picked jobs in pick order (each on the fastest GPU type with room, as a pick
+    starts it); an env left idle with nothing left to happen serves its waiting jobs oldest first
+    instead of deadlocking. Agents trained with pick mode's re-pick phase (preemption) are not
+    supported here.
     """
 
     def __init__(self, agent: Agent | str | Path, *, deterministic: bool = True) -> None:
@@ -113,18 +122,23 @@ class AgentPolicy(Policy):
         if env.get("preemption") and env.get("action_mode", "pick") == "pick":
             raise ValueError("agents trained with pick mode's re-pick phase cannot run in a replay")
         self.round_length = env.get("round_length") if env.get("preemption") else None
-        self.engine: VectorEngine | None = None
+        self.config: EnvConfig | None = None
+        self._last_clock: np.ndarray | None = None
 
     def reset(self, view: ClusterView) -> None:
         super().reset(view)
-        core = view._core
-        self.engine = VectorEngine(config=self.agent.env_config(cluster=core.cluster), core=core)
+        self.config = self.agent.env_config(cluster=view.cluster)
         want = self.agent.model.observation_space.shape
-        if want != (self.engine.obs_dim,):
+        have = observation_size(int(self.config.max_slots), len(view.gpu_types))
+        if want != (have,):
             raise ValueError(
-                f"agent expects observations of shape {want}, this cluster gives ({self.engine.obs_dim},): "
+                f"agent expects observations of shape {want}, this cluster gives ({have},): "
                 f"it was trained on a cluster with another number of GPU types or another K")
-        self._last_clock = core.clock.copy()
+        self._last_clock = np.array(view.clock)
+
+    def prepare(self, view: ClusterView) -> None:
+        if self.config is None or self._last_clock is None or len(self._last_clock) != view.num_envs:
+            self.reset(view)
 
     def _predict(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if isinstance(self.agent.model, MaskablePPO):
@@ -133,26 +147,49 @@ class AgentPolicy(Policy):
             action, _ = self.agent.model.predict(obs, deterministic=self.deterministic)
         return np.asarray(action)
 
-    def decide(self, view: ClusterView):
-        eng = self.engine
-        core = view._core
-        eng.last_dt = core.clock - self._last_clock
-        eng.at_round = view.at_round_boundary.copy()
-        self._last_clock = core.clock.copy()
+    def _scratch(self, view: ClusterView) -> VectorEngine:
+        """An engine on a private copy of the state, showing what the env would show now."""
+        eng = VectorEngine(config=self.config, core=view.what_if())
+        clock = np.array(view.clock)
+        eng.last_dt = clock - self._last_clock
+        eng.at_round = np.array(view.at_round_boundary, dtype=bool)
+        self._last_clock = clock
         eng.refresh()
-        K = eng.K
+        return eng
+
+    def decide(self, view: ClusterView) -> Priority | None:
+        self.prepare(view)
+        eng = self._scratch(view)
+        E, S = view.num_envs, view.job.shape[1]
+        everywhere = np.ones(E, dtype=bool)
+        waiting = view.waiting
         if eng.cfg.action_mode == "priority":
             obs, _ = eng.observe()
-            eng.serve_scores(self._predict(obs, eng.mask), np.ones(core.E, dtype=bool))
-            return None
-        for _ in range(core.S + 1):
+            actions = self._predict(obs, eng.mask)
+            p = eng.priority(actions, everywhere)
+            scores, preempt = p.scores[:, :S], np.asarray(p.preempt, dtype=bool)
+            # the env's fallback can only trigger where nothing keeps running through the serving
+            maybe = waiting.any(axis=1) & (preempt | ~view.running.any(axis=1))
+            if maybe.any():
+                stuck = eng.serve_scores(actions, everywhere)  # tried on the private copy
+                # nothing runs in a stuck env: serve its jobs oldest first instead
+                active = view.status != EMPTY
+                scores = np.where(stuck[:, None], np.where(active, -view.job.astype(np.float64), -np.inf), scores)
+            return Priority(scores, preempt=preempt)
+        picked = np.full((E, eng.core.S), -np.inf)
+        for r in range(eng.core.S + 1):
             obs, mask = eng.observe()
-            a = self._predict(obs, mask).reshape(core.E).astype(np.int64)
-            ok = (a < K) & mask[np.arange(core.E), np.clip(a, 0, K)]
+            a = self._predict(obs, mask).reshape(E).astype(np.int64)
+            ok = (a < eng.K) & mask[np.arange(E), np.clip(a, 0, eng.K)]
             if not ok.any():
                 break
-            eng.pick(np.flatnonzero(ok), a[ok])
-        if not np.isfinite(core.next_event()).all():  # never leave an idle cluster deadlocked
-            idle = ~np.isfinite(core.next_event())
-            core.serve(np.where(core.s_status == 1, -core.s_job.astype(float), -np.inf), envs=idle)
-        return None
+            e = np.flatnonzero(ok)
+            picked[e, eng.visible[e, a[e]]] = float(eng.core.S + 1 - r)
+            eng.pick(e, a[e])
+        scores = picked[:, :S]
+        idle = ~np.isfinite(eng.core.next_event())  # never leave an idle cluster deadlocked
+        oldest_first = np.where(waiting, -view.job.astype(np.float64), -np.inf)
+        scores = np.where(idle[:, None] & (scores == -np.inf), oldest_first, scores)
+        if not (scores > -np.inf).any():
+            return None
+        return Priority(scores)

@@ -6,7 +6,7 @@ knobs. The same object runs in both places:
 
 - whole-trace replay: ``envs.simulate(trace, cluster, baselines.get("tiresias"))``;
 - the Gymnasium env, single or vectorised, any action mode:
-  ``env.step(baselines.act(policy, env))`` (see :mod:`baselines.adapter`).
+  ``env.step(baselines.act(policy, env))`` (see :mod:`envs.adapter`).
 
 ``get(name, **knobs)`` builds one, ``names()`` lists them:
 
@@ -41,7 +41,6 @@ cassini              host's (Themis) jobs placed for compatible links, time shif
 
 from __future__ import annotations
 
-from baselines.adapter import act, engine_of
 from baselines.base import Baseline, JobTable, greedy_allocation
 from baselines.cassini import Cassini
 from baselines.fifo import FIFO, FJF
@@ -60,6 +59,7 @@ from baselines.srtf import SRTF
 from baselines.synergy import Synergy, SynergyGreedy, SynergyProportional
 from baselines.themis import Themis
 from baselines.tiresias import Tiresias
+from envs.adapter import act, engine_of
 
 REGISTRY: dict[str, type[Baseline]] = {
     cls.name: cls

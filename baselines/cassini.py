@@ -95,11 +95,13 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from baselines.base import EMPTY, Baseline, greedy_allocation
+from baselines.base import EMPTY, Baseline, BaselineKnobs, greedy_allocation
+from envs.core.coupling import iteration_factor
 from envs.placement import consolidate_first
 from envs.policy import Allocation, ClusterView, Priority
 
@@ -119,20 +121,6 @@ def link_loads(on: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """``(E, N)`` total communication fraction on each node's link, from ``on`` (``(E, S, N)``,
     spanning job ``s`` uses node ``n``'s link) and ``phi`` (``(E, S)``)."""
     return np.einsum("es,esn->en", phi, on.astype(np.float64))
-
-
-def iteration_factor(on: np.ndarray, phi: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """``(E, S)`` iteration time of each spanning job relative to its time alone on its nodes,
-    under the simulator's network model (1 for jobs not spanning): ``(1 - phi) + phi * s`` with
-    ``s`` the job's worst link factor, ``max(1, L)`` on a link whose jobs are all shifted and
-    ``1 + L - phi`` otherwise."""
-    span = on.any(axis=2)
-    load = link_loads(on, phi)
-    unshifted = np.einsum("es,esn->en", (span & ~shift & (phi > 0)).astype(np.float64), on.astype(np.float64))
-    slow = np.where(unshifted[:, None, :] == 0, np.maximum(1.0, load[:, None, :]),
-                    1.0 + load[:, None, :] - phi[:, :, None])
-    worst = np.where(on, slow, 1.0).max(axis=2, initial=1.0)
-    return np.where(span, (1.0 - phi) + phi * worst, 1.0)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -206,54 +194,68 @@ class Cassini(Baseline):
 
     name = "cassini"
 
-    def __init__(
-        self,
-        host: str | Baseline = "themis",
-        host_knobs: dict | None = None,
-        shifts: bool = True,
-        search: bool = True,
-        avoid_loops: bool = True,
-        consistent: bool = True,
-        pool: int = 12,
-        max_candidates: int = 512,
-    ) -> None:
-        super().__init__()
-        if isinstance(host, Baseline):
-            if host_knobs:
-                raise ValueError("host_knobs is for a host given by name; configure the host instance instead")
-            if isinstance(host, Cassini):
-                raise ValueError("CASSINI cannot host itself")
-            self.host = host
-        elif isinstance(host, str):
-            if host == self.name:
-                raise ValueError("CASSINI cannot host itself")
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        host: str | Baseline = "themis"
+        """the host scheduler: a registered baseline's name or a :class:`Baseline` instance (the
+        paper integrates with Themis); ``needs_durations`` and ``round_length`` are the host's"""
+        host_knobs: dict | None = field(default_factory=dict)
+        """knobs of a host given by name"""
+        shifts: bool = True
+        """time-shift spanning jobs"""
+        search: bool = True
+        """network-aware placement (``False``: the core's consolidate-first placement, shifts only)"""
+        avoid_loops: bool = True
+        """avoid placements whose link-sharing graph has a loop"""
+        consistent: bool = True
+        """shift only where the shifts are consistent (see the module docstring)"""
+        pool: int = 12
+        """nodes per GPU type considered for a spanning job"""
+        max_candidates: int = 512
+        """candidate node sets per job"""
+
+        def __post_init__(self) -> None:
+            host, host_knobs = self.host, self.host_knobs
+            if isinstance(host, Baseline):
+                if host_knobs:
+                    raise ValueError("host_knobs is for a host given by name; configure the host instance instead")
+                if isinstance(host, Cassini):
+                    raise ValueError("CASSINI cannot host itself")
+            elif isinstance(host, str):
+                if host == Cassini.name:
+                    raise ValueError("CASSINI cannot host itself")
+            else:
+                raise ValueError(f"host must be a baseline name or a Baseline instance, got {host!r}")
+            for knob in ("shifts", "search", "avoid_loops", "consistent"):
+                value = getattr(self, knob)
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ValueError(f"{knob} must be a bool, got {value!r}")
+            for knob in ("pool", "max_candidates"):
+                value = getattr(self, knob)
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                    raise ValueError(f"{knob} must be an integer >= 1, got {value!r}")
+            self._set(host_knobs=dict(host_knobs or {}), shifts=bool(self.shifts), search=bool(self.search),
+                      avoid_loops=bool(self.avoid_loops), consistent=bool(self.consistent), pool=int(self.pool),
+                      max_candidates=int(self.max_candidates))
+
+    def _derive(self) -> None:
+        host = self.config.host
+        if isinstance(host, str):
             from baselines import get  # the registry imports this module
 
-            self.host = get(host, **dict(host_knobs or {}))
-        else:
-            raise ValueError(f"host must be a baseline name or a Baseline instance, got {host!r}")
-        for knob, value in (("shifts", shifts), ("search", search), ("avoid_loops", avoid_loops),
-                            ("consistent", consistent)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"{knob} must be a bool, got {value!r}")
-        for knob, value in (("pool", pool), ("max_candidates", max_candidates)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{knob} must be an integer >= 1, got {value!r}")
-        self.host_knobs = dict(host_knobs or {})
-        self.shifts = bool(shifts)
-        self.search = bool(search)
-        self.avoid_loops = bool(avoid_loops)
-        self.consistent = bool(consistent)
-        self.pool = int(pool)
-        self.max_candidates = int(max_candidates)
-        self.needs_durations = self.host.needs_durations
-        self.round_length = self.host.round_length
+            host = get(host, **self.config.host_knobs)
+        self.host = host
+        self.needs_durations = host.needs_durations
+        self.round_length = host.round_length
         self._last_shift: tuple[np.ndarray, np.ndarray] | None = None  # (E,) key, (E, S) shifts
 
     def knobs(self) -> dict[str, object]:
-        return {"host": self.host.name, "host_knobs": dict(self.host_knobs), "shifts": self.shifts,
-                "search": self.search, "avoid_loops": self.avoid_loops, "consistent": self.consistent, "pool": self.pool,
-                "max_candidates": self.max_candidates}
+        """The knobs with the host by name; a host given as an instance contributes its own
+        knobs as ``host_knobs``, so the knobs rebuild an equal policy either way."""
+        knobs = super().knobs()
+        knobs["host"] = self.host.name
+        knobs["host_knobs"] = dict(self.host_knobs) if isinstance(self.config.host, str) else self.host.knobs()
+        return knobs
 
     def reset(self, view: ClusterView) -> None:
         super().reset(view)
@@ -267,7 +269,7 @@ class Cassini(Baseline):
 
     # ------------------------------------------------------------------ decision
     def plan(self, view: ClusterView) -> Priority | Allocation | None:
-        self.host._ready(view)
+        self.host.prepare(view)
         decision = self.host.plan(view)
         if not view.network:
             return decision  # no links to share: CASSINI is its host
@@ -305,13 +307,12 @@ class Cassini(Baseline):
         scores = np.asarray(decision.scores, dtype=np.float64)
         got = greedy_allocation(view, scores, backfill=decision.backfill, preempt=preempt)
         if got is None:  # several GPU types: the core's greedy (read-only without start_now)
-            core = view._core
             n = np.where(run, view.allocated, 0)
             t = view.gpu_type.copy()
             for flag in (True, False):
                 group = preempt == flag
                 if group.any():
-                    n_g, t_g = core.greedy(scores, backfill=decision.backfill, preempt=flag, envs=group)
+                    n_g, t_g = view.greedy(scores, backfill=decision.backfill, preempt=flag, envs=group)
                     n = np.where(group[:, None], n_g, n)
                     t = np.where(group[:, None], t_g, t)
             got = (n, t)

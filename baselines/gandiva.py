@@ -37,11 +37,12 @@ Knobs: ``quantum=300`` s (round-robin slice; paper 60 s).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from baselines.base import Baseline, order_scores
+from baselines.base import Baseline, BaselineKnobs, order_scores
 from envs.policy import ClusterView, Priority
 
 
@@ -55,15 +56,18 @@ class Gandiva(Baseline):
     }
     env_fields: ClassVar[dict[str, tuple[type, object]]] = {"last_clock": (np.float64, np.nan)}
 
-    def __init__(self, quantum: float = 300.0) -> None:
-        super().__init__()
-        if not quantum > 0:
-            raise ValueError(f"quantum must be > 0 seconds, got {quantum}")
-        self.quantum = float(quantum)
-        self.round_length = self.quantum
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        quantum: float = 300.0
+        """round-robin time slice, seconds (the core's 300 s round; paper 60 s)"""
 
-    def knobs(self) -> dict[str, object]:
-        return {"quantum": self.quantum}
+        def __post_init__(self) -> None:
+            if not self.quantum > 0:
+                raise ValueError(f"quantum must be > 0 seconds, got {self.quantum}")
+            self._set(quantum=float(self.quantum))
+
+    def _derive(self) -> None:
+        self.round_length = self.quantum
 
     def plan(self, view: ClusterView) -> Priority | None:
         jt = self.jobs

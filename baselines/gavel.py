@@ -90,13 +90,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from baselines.base import EMPTY, Baseline, _rows, take_in_order
+from baselines.base import EMPTY, Baseline, BaselineKnobs, rows, take_in_order
 from envs.policy import Allocation, ClusterView
 
 __all__ = [
@@ -281,31 +282,38 @@ class Gavel(Baseline):
         "n_lp": (np.int64, 0),  # jobs in the last LP
     }
 
-    def __init__(self, objective: str = "las", heterogeneity_aware: bool = True, round_length: float = 360.0,
-                 reset_interval: float = 1920.0, work_conserving: bool = True) -> None:
-        super().__init__()
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
-        if not isinstance(heterogeneity_aware, bool | np.bool_):
-            raise ValueError(f"heterogeneity_aware must be True or False, got {heterogeneity_aware!r}")
-        if not isinstance(work_conserving, bool | np.bool_):
-            raise ValueError(f"work_conserving must be True or False, got {work_conserving!r}")
-        if not (isinstance(round_length, int | float) and math.isfinite(round_length) and round_length > 0):
-            raise ValueError(f"round_length must be a finite number of seconds > 0, got {round_length!r}")
-        if not (isinstance(reset_interval, int | float) and math.isfinite(reset_interval) and reset_interval >= 0):
-            raise ValueError(f"reset_interval must be a finite number of seconds >= 0, got {reset_interval!r}")
-        self.objective = objective
-        self.heterogeneity_aware = bool(heterogeneity_aware)
-        self.round_length = float(round_length)
-        self.reset_interval = float(reset_interval)
-        self.work_conserving = bool(work_conserving)
-        self.needs_durations = objective != "las"
-        self.solves = 0  # LPs (or bisections) solved, for diagnostics
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        objective: str = "las"
+        """``"las"`` (max-min fairness), ``"ftf"`` (finish-time fairness) or ``"makespan"``"""
+        heterogeneity_aware: bool = True
+        """use each job's throughput per GPU type (``False``: every throughput 1)"""
+        round_length: float = 360.0
+        """round length, seconds (Gavel's time_per_iteration)"""
+        reset_interval: float = 1920.0
+        """minimum time between resets of the time-received counters, seconds (Gavel's)"""
+        work_conserving: bool = True
+        """fill GPUs the rounds leave idle with other runnable jobs"""
 
-    def knobs(self) -> dict[str, object]:
-        return {"objective": self.objective, "heterogeneity_aware": self.heterogeneity_aware,
-                "round_length": self.round_length, "reset_interval": self.reset_interval,
-                "work_conserving": self.work_conserving}
+        def __post_init__(self) -> None:
+            objective, heterogeneity_aware, work_conserving = self.objective, self.heterogeneity_aware, self.work_conserving
+            round_length, reset_interval = self.round_length, self.reset_interval
+            if objective not in OBJECTIVES:
+                raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
+            if not isinstance(heterogeneity_aware, bool | np.bool_):
+                raise ValueError(f"heterogeneity_aware must be True or False, got {heterogeneity_aware!r}")
+            if not isinstance(work_conserving, bool | np.bool_):
+                raise ValueError(f"work_conserving must be True or False, got {work_conserving!r}")
+            if not (isinstance(round_length, int | float) and math.isfinite(round_length) and round_length > 0):
+                raise ValueError(f"round_length must be a finite number of seconds > 0, got {round_length!r}")
+            if not (isinstance(reset_interval, int | float) and math.isfinite(reset_interval) and reset_interval >= 0):
+                raise ValueError(f"reset_interval must be a finite number of seconds >= 0, got {reset_interval!r}")
+            self._set(heterogeneity_aware=bool(heterogeneity_aware), round_length=float(round_length),
+                      reset_interval=float(reset_interval), work_conserving=bool(work_conserving))
+
+    def _derive(self) -> None:
+        self.needs_durations = self.objective != "las"
+        self.solves = 0  # LPs (or bisections) solved, for diagnostics
 
     # ------------------------------------------------------------------ state
     def reset(self, view: ClusterView) -> None:
@@ -334,7 +342,7 @@ class Gavel(Baseline):
         """Fancy index of each slot's job into the JobTable arrays."""
         self.jobs.ensure(view)
         job = view.job
-        return _rows(job.shape[0]), np.maximum(job, 0)
+        return rows(job.shape[0]), np.maximum(job, 0)
 
     def _set(self, view: ClusterView, mask: np.ndarray, values: dict[str, np.ndarray | float]) -> None:
         """Set fields (``(E, S)`` or ``(E, S, T)`` values, or scalars) of the jobs in ``mask``."""
@@ -473,7 +481,7 @@ class Gavel(Baseline):
             order_types = self.type_order[(np.arange(T)[None, :] + r[:, None]) % T]
         sched = np.zeros((E, S), dtype=bool)
         new_t = view.gpu_type.copy()
-        rws = _rows(E)
+        rws = rows(E)
         sl = np.arange(S)[None, :]
         job = view.job
         for i in range(T):
@@ -498,9 +506,10 @@ class GavelAgnostic(Gavel):
 
     name = "gavel_agnostic"
 
-    def __init__(self, objective: str = "las", heterogeneity_aware: bool = False, round_length: float = 360.0,
-                 reset_interval: float = 1920.0, work_conserving: bool = True) -> None:
-        super().__init__(objective, heterogeneity_aware, round_length, reset_interval, work_conserving)
+    @dataclass(frozen=True)
+    class Knobs(Gavel.Knobs):
+        heterogeneity_aware: bool = False
+        """every throughput 1: equal GPU-time shares"""
 
 
 class GavelFTF(Gavel):
@@ -509,9 +518,10 @@ class GavelFTF(Gavel):
     name = "gavel_ftf"
     needs_durations = True
 
-    def __init__(self, objective: str = "ftf", heterogeneity_aware: bool = True, round_length: float = 360.0,
-                 reset_interval: float = 1920.0, work_conserving: bool = True) -> None:
-        super().__init__(objective, heterogeneity_aware, round_length, reset_interval, work_conserving)
+    @dataclass(frozen=True)
+    class Knobs(Gavel.Knobs):
+        objective: str = "ftf"
+        """finish-time fairness (min max rho)"""
 
 
 class GavelMakespan(Gavel):
@@ -520,6 +530,7 @@ class GavelMakespan(Gavel):
     name = "gavel_makespan"
     needs_durations = True
 
-    def __init__(self, objective: str = "makespan", heterogeneity_aware: bool = True, round_length: float = 360.0,
-                 reset_interval: float = 1920.0, work_conserving: bool = True) -> None:
-        super().__init__(objective, heterogeneity_aware, round_length, reset_interval, work_conserving)
+    @dataclass(frozen=True)
+    class Knobs(Gavel.Knobs):
+        objective: str = "makespan"
+        """makespan (max min throughput / remaining work)"""

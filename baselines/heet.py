@@ -72,12 +72,13 @@ heterogeneity-agnostic twin, which sees every GPU type at the mean speed over ty
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from baselines.base import EMPTY, Baseline
+from baselines.base import EMPTY, Baseline, BaselineKnobs
 from envs.policy import Allocation, ClusterView
 
 __all__ = ["Heet", "clear", "consolidated", "match", "trade"]
@@ -305,30 +306,38 @@ class Heet(Baseline):
         "idsum": (np.int64, -1),  # sum of their workload positions
     }
 
-    def __init__(self, round_length: float | None = 300.0, restart_penalty: float = 30.0, wait_cost: float = 300.0,
-                 contention_weight: float = 1.0, heterogeneity_aware: bool = True, max_trades: int = 64) -> None:
-        super().__init__()
-        if round_length is not None and not (np.isfinite(round_length) and round_length > 0):
-            raise ValueError(f"round_length must be > 0 seconds or None, got {round_length}")
-        if not (np.isfinite(restart_penalty) and restart_penalty >= 0):
-            raise ValueError(f"restart_penalty must be >= 0 seconds, got {restart_penalty}")
-        if not (np.isfinite(wait_cost) and wait_cost > 0):
-            raise ValueError(f"wait_cost must be > 0 seconds, got {wait_cost}")
-        if not (np.isfinite(contention_weight) and contention_weight >= 0):
-            raise ValueError(f"contention_weight must be >= 0, got {contention_weight}")
-        if isinstance(max_trades, bool) or int(max_trades) != max_trades or max_trades < 0:
-            raise ValueError(f"max_trades must be an integer >= 0, got {max_trades}")
-        self.round_length = None if round_length is None else float(round_length)
-        self.restart_penalty = float(restart_penalty)
-        self.wait_cost = float(wait_cost)
-        self.contention_weight = float(contention_weight)
-        self.heterogeneity_aware = bool(heterogeneity_aware)
-        self.max_trades = int(max_trades)
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        round_length: float | None = 300.0
+        """periodic re-plan, seconds (``None``: events only)"""
+        restart_penalty: float = 30.0
+        """the policy's estimate of the restart cost, seconds"""
+        wait_cost: float = 300.0
+        """the least a job loses by being sent to wait, seconds (about one round)"""
+        contention_weight: float = 1.0
+        """scale of the base contention price ``mu_0 = contention_weight * D / G**2`` (>= 0)"""
+        heterogeneity_aware: bool = True
+        """``False``: the agnostic twin, which sees every GPU type at the mean speed over types"""
+        max_trades: int = 64
+        """trades per re-plan (>= 0)"""
 
-    def knobs(self) -> dict[str, object]:
-        return {"round_length": self.round_length, "restart_penalty": self.restart_penalty,
-                "wait_cost": self.wait_cost, "contention_weight": self.contention_weight,
-                "heterogeneity_aware": self.heterogeneity_aware, "max_trades": self.max_trades}
+        def __post_init__(self) -> None:
+            round_length, restart_penalty, wait_cost = self.round_length, self.restart_penalty, self.wait_cost
+            contention_weight, max_trades = self.contention_weight, self.max_trades
+            if round_length is not None and not (np.isfinite(round_length) and round_length > 0):
+                raise ValueError(f"round_length must be > 0 seconds or None, got {round_length}")
+            if not (np.isfinite(restart_penalty) and restart_penalty >= 0):
+                raise ValueError(f"restart_penalty must be >= 0 seconds, got {restart_penalty}")
+            if not (np.isfinite(wait_cost) and wait_cost > 0):
+                raise ValueError(f"wait_cost must be > 0 seconds, got {wait_cost}")
+            if not (np.isfinite(contention_weight) and contention_weight >= 0):
+                raise ValueError(f"contention_weight must be >= 0, got {contention_weight}")
+            if isinstance(max_trades, bool) or int(max_trades) != max_trades or max_trades < 0:
+                raise ValueError(f"max_trades must be an integer >= 0, got {max_trades}")
+            self._set(round_length=None if round_length is None else float(round_length),
+                      restart_penalty=float(restart_penalty), wait_cost=float(wait_cost),
+                      contention_weight=float(contention_weight),
+                      heterogeneity_aware=bool(self.heterogeneity_aware), max_trades=int(max_trades))
 
     def throughput(self, view: ClusterView, N: int) -> np.ndarray:
         """``(E, S, T, N + 1)`` rate of each slot's job on ``n`` GPUs of each type: the stand-in

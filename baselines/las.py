@@ -19,9 +19,11 @@ Knobs: ``round_length`` (300 s, Blox's round) -- the re-sorting period. No durat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from baselines.base import EMPTY, Baseline
+from baselines.base import EMPTY, Baseline, BaselineKnobs
 from envs.policy import ClusterView, Priority
 
 
@@ -30,12 +32,13 @@ class LAS(Baseline):
 
     name = "las"
 
-    def __init__(self, round_length: float = 300.0) -> None:
-        super().__init__()
-        self.round_length = float(round_length)
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        round_length: float = 300.0
+        """re-sorting period, seconds (Blox's round: 300 s)"""
 
-    def knobs(self) -> dict[str, object]:
-        return {"round_length": self.round_length}
+        def __post_init__(self) -> None:
+            self._set(round_length=float(self.round_length))
 
     def plan(self, view: ClusterView) -> Priority:
         scores = np.where(view.status != EMPTY, -view.attained, -np.inf)

@@ -99,12 +99,12 @@ Knobs:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from baselines.adapter import GymView
-from baselines.base import Baseline, order_scores, serve_order
+from baselines.base import Baseline, BaselineKnobs, order_scores, serve_order
 from envs.policy import Allocation, ClusterView, Priority
 
 _NO_JOB = np.iinfo(np.int64).max
@@ -134,47 +134,47 @@ class Lucid(Baseline):
         "observed_with": (np.int64, -1),  # partner job whose co-location was learnt last
     }
 
-    def __init__(
-        self,
-        score_thresholds: tuple[float, float] = (0.60, 0.70),
-        max_score_sum: int = 2,
-        priority_ratio: float = 2.0,
-        max_pack_gpus: int = 8,
-        sharing: bool = True,
-        load_gate: bool = True,
-        profile: bool = True,
-        min_samples: int = 3,
-        round_length: float | None = None,
-    ) -> None:
-        super().__init__()
-        th = tuple(float(x) for x in score_thresholds)
-        if len(th) != 2 or not (0.0 < th[0] <= th[1]) or not all(np.isfinite(th)):
-            raise ValueError(f"score_thresholds must be two finite speeds 0 < low <= high, got {score_thresholds}")
-        if isinstance(max_score_sum, bool) or int(max_score_sum) != max_score_sum or not 0 <= max_score_sum <= 4:
-            raise ValueError(f"max_score_sum must be an integer in [0, 4], got {max_score_sum}")
-        if not (np.isfinite(priority_ratio) and priority_ratio > 0):
-            raise ValueError(f"priority_ratio must be a finite number > 0, got {priority_ratio}")
-        if isinstance(max_pack_gpus, bool) or int(max_pack_gpus) != max_pack_gpus or max_pack_gpus < 1:
-            raise ValueError(f"max_pack_gpus must be an integer >= 1, got {max_pack_gpus}")
-        if isinstance(min_samples, bool) or int(min_samples) != min_samples or min_samples < 1:
-            raise ValueError(f"min_samples must be an integer >= 1, got {min_samples}")
-        if round_length is not None and not (np.isfinite(round_length) and round_length > 0):
-            raise ValueError(f"round_length must be > 0 or None, got {round_length}")
-        self.score_thresholds = th
-        self.max_score_sum = int(max_score_sum)
-        self.priority_ratio = float(priority_ratio)
-        self.max_pack_gpus = int(max_pack_gpus)
-        self.sharing = bool(sharing)
-        self.load_gate = bool(load_gate)
-        self.profile = bool(profile)
-        self.min_samples = int(min_samples)
-        self.round_length = None if round_length is None else float(round_length)
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        score_thresholds: tuple[float, float] = (0.60, 0.70)
+        """co-located speed below which a job's sharing score is 2, 1 (paper 0.85, 0.95)"""
+        max_score_sum: int = 2
+        """the largest sum of the two scores of a packed pair, in [0, 4] (paper 2)"""
+        priority_ratio: float = 2.0
+        """a job packs only onto a host whose priority is at least its own / this"""
+        max_pack_gpus: int = 8
+        """larger jobs never pack (paper: jobs of <= 8 GPUs)"""
+        sharing: bool = True
+        """pack at all (``False``: strict priority order, head-of-line blocking)"""
+        load_gate: bool = True
+        """pack only while an env's queue asks for more GPUs than are free"""
+        profile: bool = True
+        """start the pair table from the simulator's measured pairs (``False``: learn each by trying it)"""
+        min_samples: int = 3
+        """finished jobs needed before a duration estimate is used"""
+        round_length: float | None = None
+        """re-decision period, seconds (``None``: event-driven)"""
 
-    def knobs(self) -> dict[str, object]:
-        return {"score_thresholds": self.score_thresholds, "max_score_sum": self.max_score_sum,
-                "priority_ratio": self.priority_ratio, "max_pack_gpus": self.max_pack_gpus,
-                "sharing": self.sharing, "load_gate": self.load_gate, "profile": self.profile,
-                "min_samples": self.min_samples, "round_length": self.round_length}
+        def __post_init__(self) -> None:
+            score_thresholds, max_score_sum, priority_ratio = self.score_thresholds, self.max_score_sum, self.priority_ratio
+            max_pack_gpus, min_samples, round_length = self.max_pack_gpus, self.min_samples, self.round_length
+            th = tuple(float(x) for x in score_thresholds)
+            if len(th) != 2 or not (0.0 < th[0] <= th[1]) or not all(np.isfinite(th)):
+                raise ValueError(f"score_thresholds must be two finite speeds 0 < low <= high, got {score_thresholds}")
+            if isinstance(max_score_sum, bool) or int(max_score_sum) != max_score_sum or not 0 <= max_score_sum <= 4:
+                raise ValueError(f"max_score_sum must be an integer in [0, 4], got {max_score_sum}")
+            if not (np.isfinite(priority_ratio) and priority_ratio > 0):
+                raise ValueError(f"priority_ratio must be a finite number > 0, got {priority_ratio}")
+            if isinstance(max_pack_gpus, bool) or int(max_pack_gpus) != max_pack_gpus or max_pack_gpus < 1:
+                raise ValueError(f"max_pack_gpus must be an integer >= 1, got {max_pack_gpus}")
+            if isinstance(min_samples, bool) or int(min_samples) != min_samples or min_samples < 1:
+                raise ValueError(f"min_samples must be an integer >= 1, got {min_samples}")
+            if round_length is not None and not (np.isfinite(round_length) and round_length > 0):
+                raise ValueError(f"round_length must be > 0 or None, got {round_length}")
+            self._set(score_thresholds=th, max_score_sum=int(max_score_sum), priority_ratio=float(priority_ratio),
+                      max_pack_gpus=int(max_pack_gpus), sharing=bool(self.sharing), load_gate=bool(self.load_gate),
+                      profile=bool(self.profile), min_samples=int(min_samples),
+                      round_length=None if round_length is None else float(round_length))
 
     # ------------------------------------------------------------------ state
     def reset(self, view: ClusterView) -> None:
@@ -335,7 +335,7 @@ class Lucid(Baseline):
         gpus = view.gpus
         free_t = view.free_per_type().astype(np.int64)  # (E, T)
         share = np.zeros(E, dtype=bool)
-        if self.sharing and not isinstance(view, GymView):  # Gym actions cannot express sharing
+        if self.sharing and view.can_share:  # Gym actions cannot express sharing
             share = wait.any(axis=1)
             if self.load_gate:
                 share &= np.where(wait, gpus, 0).sum(axis=1) > free_t.sum(axis=1)

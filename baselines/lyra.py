@@ -60,9 +60,11 @@ Knobs: ``round_length=300`` s (periodic re-solve; the loan schedule is noticed a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from baselines.base import EMPTY, Baseline, order_scores
+from baselines.base import EMPTY, Baseline, BaselineKnobs, order_scores
 from baselines.heet import consolidated
 from envs.policy import Allocation, ClusterView
 
@@ -150,30 +152,37 @@ class Lyra(Baseline):
     name = "lyra"
     needs_durations = True
 
-    def __init__(self, round_length: float | None = 300.0, restart_penalty: float = 30.0,
-                 loan_share: float = 0.0, loan_period: float = 86400.0, loan_busy: float = 0.5) -> None:
-        super().__init__()
-        if round_length is not None and not (np.isfinite(round_length) and round_length > 0):
-            raise ValueError(f"round_length must be > 0 seconds or None, got {round_length}")
-        if not (np.isfinite(restart_penalty) and restart_penalty >= 0):
-            raise ValueError(f"restart_penalty must be >= 0 seconds, got {restart_penalty}")
-        if not 0.0 <= loan_share < 1.0:
-            raise ValueError(f"loan_share must be in [0, 1), got {loan_share}")
-        if not (np.isfinite(loan_period) and loan_period > 0):
-            raise ValueError(f"loan_period must be > 0 seconds, got {loan_period}")
-        if not 0.0 <= loan_busy < 1.0:
-            raise ValueError(f"loan_busy must be in [0, 1) (inference must lend its GPUs some of the time), got {loan_busy}")
-        if loan_share > 0 and round_length is None:
-            raise ValueError("capacity loaning (loan_share > 0) needs rounds to notice the schedule: give round_length")
-        self.round_length = None if round_length is None else float(round_length)
-        self.restart_penalty = float(restart_penalty)
-        self.loan_share = float(loan_share)
-        self.loan_period = float(loan_period)
-        self.loan_busy = float(loan_busy)
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        round_length: float | None = 300.0
+        """periodic re-solve, seconds (the loan schedule is noticed at rounds; ``None``: events only)"""
+        restart_penalty: float = 30.0
+        """the policy's estimate of the restart cost of a resized job, seconds"""
+        loan_share: float = 0.0
+        """fraction of each GPU type owned by inference and lent outside its busy period, in [0, 1) (0: off)"""
+        loan_period: float = 86400.0
+        """period of the inference load, seconds (a day)"""
+        loan_busy: float = 0.5
+        """the first fraction of each period during which inference holds its share, in [0, 1)"""
 
-    def knobs(self) -> dict[str, object]:
-        return {"round_length": self.round_length, "restart_penalty": self.restart_penalty,
-                "loan_share": self.loan_share, "loan_period": self.loan_period, "loan_busy": self.loan_busy}
+        def __post_init__(self) -> None:
+            round_length, restart_penalty = self.round_length, self.restart_penalty
+            loan_share, loan_period, loan_busy = self.loan_share, self.loan_period, self.loan_busy
+            if round_length is not None and not (np.isfinite(round_length) and round_length > 0):
+                raise ValueError(f"round_length must be > 0 seconds or None, got {round_length}")
+            if not (np.isfinite(restart_penalty) and restart_penalty >= 0):
+                raise ValueError(f"restart_penalty must be >= 0 seconds, got {restart_penalty}")
+            if not 0.0 <= loan_share < 1.0:
+                raise ValueError(f"loan_share must be in [0, 1), got {loan_share}")
+            if not (np.isfinite(loan_period) and loan_period > 0):
+                raise ValueError(f"loan_period must be > 0 seconds, got {loan_period}")
+            if not 0.0 <= loan_busy < 1.0:
+                raise ValueError(f"loan_busy must be in [0, 1) (inference must lend its GPUs some of the time), got {loan_busy}")
+            if loan_share > 0 and round_length is None:
+                raise ValueError("capacity loaning (loan_share > 0) needs rounds to notice the schedule: give round_length")
+            self._set(round_length=None if round_length is None else float(round_length),
+                      restart_penalty=float(restart_penalty), loan_share=float(loan_share),
+                      loan_period=float(loan_period), loan_busy=float(loan_busy))
 
     def available(self, view: ClusterView) -> np.ndarray:
         """``(E, T)`` GPUs of each type training may use now (all, minus the inference

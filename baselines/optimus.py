@@ -43,12 +43,13 @@ Knobs: ``interval=600`` s (Optimus' TS_INTERVAL; Pollux's port uses 60 s), ``pri
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 from scipy.optimize import nnls
 
-from baselines.base import EMPTY, WAITING, Baseline, greedy_allocation, order_scores
+from baselines.base import EMPTY, WAITING, Baseline, BaselineKnobs, greedy_allocation, order_scores
 from envs.policy import Allocation, ClusterView, Priority
 from traces import models
 
@@ -66,21 +67,27 @@ class Optimus(Baseline):
     needs_durations = True
     job_fields: ClassVar[dict[str, tuple[type, object]]] = {"obs_n": (np.int64, 0)}  # allocation last recorded as an observation
 
-    def __init__(self, interval: float = 600.0, prior_scaling: float = 0.8, prior_weight: float = 1e-3) -> None:
-        super().__init__()
-        if not interval > 0:
-            raise ValueError(f"interval must be > 0 seconds, got {interval}")
-        if not prior_weight > 0:
-            raise ValueError(f"prior_weight must be > 0, got {prior_weight}")
-        self.interval = float(interval)
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        interval: float = 600.0
+        """re-allocation period, seconds (Optimus' TS_INTERVAL; Pollux's port uses 60 s)"""
+        prior_scaling: float = 0.8
+        """exponent of the prior speed curve ``w ** prior_scaling`` before any observation"""
+        prior_weight: float = 1e-3
+        """weight of the prior points in the speed-model fit (> 0)"""
+
+        def __post_init__(self) -> None:
+            if not self.interval > 0:
+                raise ValueError(f"interval must be > 0 seconds, got {self.interval}")
+            if not self.prior_weight > 0:
+                raise ValueError(f"prior_weight must be > 0, got {self.prior_weight}")
+            self._set(interval=float(self.interval), prior_scaling=float(self.prior_scaling),
+                      prior_weight=float(self.prior_weight))
+
+    def _derive(self) -> None:
         self.round_length = self.interval
-        self.prior_scaling = float(prior_scaling)
-        self.prior_weight = float(prior_weight)
         self._obs: list[dict[float, list[float]]] = []
         self.theta = np.zeros((len(models.MODELS), 3))
-
-    def knobs(self) -> dict[str, object]:
-        return {"interval": self.interval, "prior_scaling": self.prior_scaling, "prior_weight": self.prior_weight}
 
     def reset(self, view: ClusterView) -> None:
         super().reset(view)

@@ -46,11 +46,12 @@ actual delay is the simulator's ``restart_overhead``), ``growth=2.0`` (the explo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from baselines.base import EMPTY, RUNNING, WAITING, Baseline
+from baselines.base import EMPTY, RUNNING, WAITING, Baseline, BaselineKnobs
 from envs.policy import Allocation, ClusterView
 
 _EPS = 1e-3
@@ -96,25 +97,29 @@ class Pollux(Baseline):
     name = "pollux"
     job_fields: ClassVar[dict[str, tuple[type, object]]] = {"max_seen": (np.int64, 0)}
 
-    def __init__(self, round_length: float = 60.0, p: float = -1.0, restart_delta: float = 30.0,
-                 growth: float = 2.0) -> None:
-        super().__init__()
-        if not round_length > 0:
-            raise ValueError(f"round_length must be > 0 seconds, got {round_length}")
-        if not p < 0:
-            raise ValueError(f"p must be < 0 (a fairness-leaning power mean), got {p}")
-        if not restart_delta >= 0:
-            raise ValueError(f"restart_delta must be >= 0 seconds, got {restart_delta}")
-        if not growth >= 1:
-            raise ValueError(f"growth must be >= 1, got {growth}")
-        self.round_length = float(round_length)
-        self.p = float(p)
-        self.restart_delta = float(restart_delta)
-        self.growth = float(growth)
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        round_length: float = 60.0
+        """re-allocation period, seconds (Pollux's 60 s)"""
+        p: float = -1.0
+        """power of the mean of fair-share speedups (< 0: leans to fairness)"""
+        restart_delta: float = 30.0
+        """the restart penalty's delta, seconds (the actual delay is the simulator's restart overhead)"""
+        growth: float = 2.0
+        """exploration cap: a job gets at most ``growth`` x the most GPUs it has run on (>= 1)"""
 
-    def knobs(self) -> dict[str, object]:
-        return {"round_length": self.round_length, "p": self.p, "restart_delta": self.restart_delta,
-                "growth": self.growth}
+        def __post_init__(self) -> None:
+            round_length, p, restart_delta, growth = self.round_length, self.p, self.restart_delta, self.growth
+            if not round_length > 0:
+                raise ValueError(f"round_length must be > 0 seconds, got {round_length}")
+            if not p < 0:
+                raise ValueError(f"p must be < 0 (a fairness-leaning power mean), got {p}")
+            if not restart_delta >= 0:
+                raise ValueError(f"restart_delta must be >= 0 seconds, got {restart_delta}")
+            if not growth >= 1:
+                raise ValueError(f"growth must be >= 1, got {growth}")
+            self._set(round_length=float(round_length), p=float(p), restart_delta=float(restart_delta),
+                      growth=float(growth))
 
     def plan(self, view: ClusterView) -> Allocation | None:
         st = view.status

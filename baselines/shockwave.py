@@ -114,13 +114,15 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from baselines.base import EMPTY, Baseline, order_scores
+from baselines.base import EMPTY, Baseline, BaselineKnobs, order_scores
+from envs.core.rates import growth_multiplier
 from envs.policy import ClusterView, Priority
 
 __all__ = [
@@ -142,16 +144,6 @@ def _options(time_limit: float, mip_rel_gap: float, node_limit: int | None) -> d
 
 
 # ---------------------------------------------------------------------------------- foresight
-def growth_multiplier(growth: np.ndarray, phase: np.ndarray, phases: int) -> np.ndarray:
-    """Speed in ``phase`` relative to the nominal speed of a job that speeds up by ``growth`` at
-    each of ``phases`` equal parts of its work (the core's normalisation: alone it runs for
-    exactly its duration)."""
-    g = np.asarray(growth, dtype=np.float64)
-    q = np.arange(phases)
-    norm = (g[..., None] ** -q).mean(axis=-1)
-    return g ** np.minimum(np.asarray(phase), phases - 1) * norm
-
-
 def remaining_time(work: np.ndarray, start: np.ndarray, growth: np.ndarray, phases: int,
                    nominal: np.ndarray, end: np.ndarray | None = None) -> np.ndarray:
     """Run time to take a job from ``start`` to ``end`` (default: ``work``) reference-seconds of
@@ -368,69 +360,86 @@ class Shockwave(Baseline):
         "planned": (np.int64, 0),  # number of jobs it covers
     }
 
-    def __init__(self, round_length: float = 120.0, future_rounds: int = 8, replan_every: int = 8,
-                 k: float = 1e-6, lam: float = 12.0, rhomax: float = 1.0, log_bases: tuple[float, ...] = LOG_BASES,
-                 log_origin: float = 1e-6, momentum: float = 0.9, time_limit: float = 10.0, mip_rel_gap: float = 1e-3,
-                 node_limit: int | None = 50,
-                 fair_share: str = "gpus", ftf: str = "window", restart_aware: bool = True,
-                 foresight: bool = True) -> None:
-        super().__init__()
-        if not (math.isfinite(round_length) and round_length > 0):
-            raise ValueError(f"round_length must be > 0 seconds, got {round_length}")
-        if int(future_rounds) != future_rounds or not 1 <= future_rounds <= 62:
-            raise ValueError(f"future_rounds must be an integer in [1, 62], got {future_rounds}")
-        if int(replan_every) != replan_every or not 1 <= replan_every <= future_rounds:
-            raise ValueError(f"replan_every must be an integer in [1, future_rounds={future_rounds}], got {replan_every}")
-        if not (math.isfinite(k) and k >= 0):
-            raise ValueError(f"k must be a finite number >= 0, got {k}")
-        if not (math.isfinite(lam) and lam >= 0):
-            raise ValueError(f"lam must be a finite number >= 0, got {lam}")
-        if not (math.isfinite(rhomax) and rhomax > 0):
-            raise ValueError(f"rhomax must be > 0, got {rhomax}")
-        bases = tuple(float(b) for b in log_bases)
-        if len(bases) < 2 or bases[0] != 0.0 or bases[-1] != 1.0 or any(a >= b for a, b in itertools.pairwise(bases)):
-            raise ValueError(f"log_bases must increase strictly from 0 to 1, got {log_bases}")
-        if not 0 < log_origin < bases[1]:
-            raise ValueError(f"log_origin must be in (0, {bases[1]}), got {log_origin}")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
-        if not time_limit > 0:
-            raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
-        if not mip_rel_gap >= 0:
-            raise ValueError(f"mip_rel_gap must be >= 0, got {mip_rel_gap}")
-        if fair_share not in ("gpus", "jobs"):
-            raise ValueError(f"fair_share must be 'gpus' or 'jobs', got {fair_share!r}")
-        self.fair_share = fair_share
-        if ftf not in ("window", "artifact"):
-            raise ValueError(f"ftf must be 'window' or 'artifact', got {ftf!r}")
-        self.ftf = ftf
-        self.restart_aware = bool(restart_aware)
-        self.foresight = bool(foresight)
-        self.round_length = float(round_length)
-        self.future_rounds = int(future_rounds)
-        self.replan_every = int(replan_every)
-        self.k = float(k)
-        self.lam = float(lam)
-        self.rhomax = float(rhomax)
-        self.log_bases = bases
-        self.log_origin = float(log_origin)
-        self.momentum = float(momentum)
-        self.time_limit = float(time_limit)
-        if node_limit is not None and (int(node_limit) != node_limit or node_limit < 1):
-            raise ValueError(f"node_limit must be a positive integer or None, got {node_limit}")
-        self.node_limit = None if node_limit is None else int(node_limit)
-        self.mip_rel_gap = float(mip_rel_gap)
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        round_length: float = 120.0
+        """round length, seconds (Shockwave's 120 s)"""
+        future_rounds: int = 8
+        """rounds in the planning window, in [1, 62]"""
+        replan_every: int = 8
+        """rounds between re-plans, in [1, future_rounds]"""
+        k: float = 1e-6
+        """weight of the makespan term"""
+        lam: float = 12.0
+        """weight of the finish-time-fairness penalty"""
+        rhomax: float = 1.0
+        """finish-time-fairness ratio above which a job is penalised (> 0)"""
+        log_bases: tuple[float, ...] = LOG_BASES
+        """breakpoints of the piecewise-linear log utility, from 0 to 1 (:data:`LOG_BASES`)"""
+        log_origin: float = 1e-6
+        """progress that stands in for 0 in the log, in (0, log_bases[1])"""
+        momentum: float = 0.9
+        """weight of the past in the running finish-time estimate, in [0, 1]"""
+        time_limit: float = 10.0
+        """MILP time limit per solve, seconds"""
+        mip_rel_gap: float = 1e-3
+        """MILP relative gap (>= 0)"""
+        node_limit: int | None = 50
+        """MILP branch-and-bound node limit (``None``: unlimited)"""
+        fair_share: str = "gpus"
+        """fair share in rho: ``"gpus"`` (min(1, G / (N gpus_j)), as measured) or ``"jobs"`` (the artifact's)"""
+        ftf: str = "window"
+        """due constraints: ``"window"`` (relax only the jobs that cannot meet theirs) or ``"artifact"``"""
+        restart_aware: bool = True
+        """plans count the core's restart charge of resumed jobs"""
+        foresight: bool = True
+        """remaining time over the remaining speed-up phases (``False``: at the current rate)"""
+
+        def __post_init__(self) -> None:
+            round_length, future_rounds, replan_every = self.round_length, self.future_rounds, self.replan_every
+            k, lam, rhomax, log_bases, log_origin = self.k, self.lam, self.rhomax, self.log_bases, self.log_origin
+            momentum, time_limit, mip_rel_gap, node_limit = self.momentum, self.time_limit, self.mip_rel_gap, self.node_limit
+            fair_share, ftf = self.fair_share, self.ftf
+            if not (math.isfinite(round_length) and round_length > 0):
+                raise ValueError(f"round_length must be > 0 seconds, got {round_length}")
+            if int(future_rounds) != future_rounds or not 1 <= future_rounds <= 62:
+                raise ValueError(f"future_rounds must be an integer in [1, 62], got {future_rounds}")
+            if int(replan_every) != replan_every or not 1 <= replan_every <= future_rounds:
+                raise ValueError(f"replan_every must be an integer in [1, future_rounds={future_rounds}], got {replan_every}")
+            if not (math.isfinite(k) and k >= 0):
+                raise ValueError(f"k must be a finite number >= 0, got {k}")
+            if not (math.isfinite(lam) and lam >= 0):
+                raise ValueError(f"lam must be a finite number >= 0, got {lam}")
+            if not (math.isfinite(rhomax) and rhomax > 0):
+                raise ValueError(f"rhomax must be > 0, got {rhomax}")
+            bases = tuple(float(b) for b in log_bases)
+            if len(bases) < 2 or bases[0] != 0.0 or bases[-1] != 1.0 or any(a >= b for a, b in itertools.pairwise(bases)):
+                raise ValueError(f"log_bases must increase strictly from 0 to 1, got {log_bases}")
+            if not 0 < log_origin < bases[1]:
+                raise ValueError(f"log_origin must be in (0, {bases[1]}), got {log_origin}")
+            if not 0.0 <= momentum <= 1.0:
+                raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+            if not time_limit > 0:
+                raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
+            if not mip_rel_gap >= 0:
+                raise ValueError(f"mip_rel_gap must be >= 0, got {mip_rel_gap}")
+            if fair_share not in ("gpus", "jobs"):
+                raise ValueError(f"fair_share must be 'gpus' or 'jobs', got {fair_share!r}")
+            if ftf not in ("window", "artifact"):
+                raise ValueError(f"ftf must be 'window' or 'artifact', got {ftf!r}")
+            if node_limit is not None and (int(node_limit) != node_limit or node_limit < 1):
+                raise ValueError(f"node_limit must be a positive integer or None, got {node_limit}")
+            self._set(round_length=float(round_length), future_rounds=int(future_rounds),
+                      replan_every=int(replan_every), k=float(k), lam=float(lam), rhomax=float(rhomax),
+                      log_bases=bases, log_origin=float(log_origin), momentum=float(momentum),
+                      time_limit=float(time_limit), mip_rel_gap=float(mip_rel_gap),
+                      node_limit=None if node_limit is None else int(node_limit),
+                      restart_aware=bool(self.restart_aware), foresight=bool(self.foresight))
+
+    def _derive(self) -> None:
         # solver counters over the policy object's life: solves, partly relaxed, fully relaxed, no plan found
         self.stats = {"solves": 0, "partial": 0, "relaxed": 0, "no_plan": 0}
         self._next_id = 1
-
-    def knobs(self) -> dict[str, object]:
-        return {"round_length": self.round_length, "future_rounds": self.future_rounds,
-                "replan_every": self.replan_every, "k": self.k, "lam": self.lam, "rhomax": self.rhomax,
-                "log_bases": self.log_bases, "log_origin": self.log_origin, "momentum": self.momentum,
-                "time_limit": self.time_limit, "mip_rel_gap": self.mip_rel_gap, "node_limit": self.node_limit,
-                "fair_share": self.fair_share, "ftf": self.ftf,
-                "restart_aware": self.restart_aware, "foresight": self.foresight}
 
     # ------------------------------------------------------------------ per-slot predictions
     def predictions(self, view: ClusterView) -> dict[str, np.ndarray]:

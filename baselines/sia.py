@@ -83,11 +83,13 @@ and ``mip_rel_gap=1e-4`` (HiGHS).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix
 
-from baselines.base import Baseline
+from baselines.base import Baseline, BaselineKnobs
 from envs.policy import Allocation, ClusterView
 
 #: Largest fairness-powered goodput (the artifact's ``sia_goodput_clip_val``).
@@ -205,36 +207,46 @@ class Sia(Baseline):
 
     name = "sia"
 
-    def __init__(self, p: float = -0.5, lambda_n: float = 1.1, round_length: float = 60.0, growth: float = 2.0,
-                 share_cap: bool = True, adaptive_batch: bool = True, time_limit: float = 10.0,
-                 mip_rel_gap: float = 1e-4) -> None:
-        super().__init__()
-        if not (np.isfinite(p) and p != 0):
-            raise ValueError(f"p must be a finite non-zero number (Sia's fairness power), got {p}")
-        if not (np.isfinite(lambda_n) and lambda_n > 0):
-            raise ValueError(f"lambda_n must be a finite number > 0 (unplaced-job penalty), got {lambda_n}")
-        if not (np.isfinite(round_length) and round_length > 0):
-            raise ValueError(f"round_length must be > 0 seconds, got {round_length}")
-        if not (np.isfinite(growth) and growth >= 1):
-            raise ValueError(f"growth must be >= 1 (cap = growth x largest count run at), got {growth}")
-        if not time_limit > 0:
-            raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
-        if not 0 <= mip_rel_gap < 1:
-            raise ValueError(f"mip_rel_gap must be in [0, 1), got {mip_rel_gap}")
-        self.p = float(p)
-        self.lambda_n = float(lambda_n)
-        self.round_length = float(round_length)
-        self.growth = float(growth)
-        self.share_cap = bool(share_cap)
-        self.adaptive_batch = bool(adaptive_batch)
-        self.time_limit = float(time_limit)
-        self.mip_rel_gap = float(mip_rel_gap)
-        self.solve_failures = 0
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        p: float = -0.5
+        """fairness power of the goodput objective (finite, != 0)"""
+        lambda_n: float = 1.1
+        """penalty of leaving a job unplaced (> 0)"""
+        round_length: float = 60.0
+        """re-allocation period, seconds"""
+        growth: float = 2.0
+        """growth cap factor: at most ``growth`` x the largest count a job has run at (>= 1)"""
+        share_cap: bool = True
+        """the growth cap uses the largest count run at over all GPU types (``False``: per type)"""
+        adaptive_batch: bool = True
+        """run goodput jobs at their goodput-optimal batch size"""
+        time_limit: float = 10.0
+        """HiGHS time limit per solve, seconds"""
+        mip_rel_gap: float = 1e-4
+        """HiGHS relative MIP gap, in [0, 1)"""
 
-    def knobs(self) -> dict[str, object]:
-        return {"p": self.p, "lambda_n": self.lambda_n, "round_length": self.round_length, "growth": self.growth,
-                "share_cap": self.share_cap, "adaptive_batch": self.adaptive_batch,
-                "time_limit": self.time_limit, "mip_rel_gap": self.mip_rel_gap}
+        def __post_init__(self) -> None:
+            p, lambda_n, round_length, growth = self.p, self.lambda_n, self.round_length, self.growth
+            time_limit, mip_rel_gap = self.time_limit, self.mip_rel_gap
+            if not (np.isfinite(p) and p != 0):
+                raise ValueError(f"p must be a finite non-zero number (Sia's fairness power), got {p}")
+            if not (np.isfinite(lambda_n) and lambda_n > 0):
+                raise ValueError(f"lambda_n must be a finite number > 0 (unplaced-job penalty), got {lambda_n}")
+            if not (np.isfinite(round_length) and round_length > 0):
+                raise ValueError(f"round_length must be > 0 seconds, got {round_length}")
+            if not (np.isfinite(growth) and growth >= 1):
+                raise ValueError(f"growth must be >= 1 (cap = growth x largest count run at), got {growth}")
+            if not time_limit > 0:
+                raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
+            if not 0 <= mip_rel_gap < 1:
+                raise ValueError(f"mip_rel_gap must be in [0, 1), got {mip_rel_gap}")
+            self._set(p=float(p), lambda_n=float(lambda_n), round_length=float(round_length), growth=float(growth),
+                      share_cap=bool(self.share_cap), adaptive_batch=bool(self.adaptive_batch),
+                      time_limit=float(time_limit), mip_rel_gap=float(mip_rel_gap))
+
+    def _derive(self) -> None:
+        self.solve_failures = 0
 
     def reset(self, view: ClusterView) -> None:
         T = len(view.capacity)

@@ -72,11 +72,19 @@ twin under the same GPU policy).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
-from baselines.base import EMPTY, Baseline, greedy_allocation, order_scores, serve_order
+from baselines.base import (
+    EMPTY,
+    Baseline,
+    BaselineKnobs,
+    greedy_allocation,
+    order_scores,
+    serve_order,
+)
 from envs import placement
 from envs.policy import Allocation, ClusterView, Priority
 from traces import models
@@ -281,20 +289,24 @@ class Synergy(Baseline):
         "mem_ask": (np.float64, np.nan),  # GB per GPU last asked
     }
 
-    def __init__(self, mode: str = "tune", order: str = "las", round_length: float = 300.0) -> None:
-        super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if order not in ORDERS:
-            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-        if not (np.isfinite(round_length) and round_length > 0):
-            raise ValueError(f"round_length must be a finite number of seconds > 0, got {round_length!r}")
-        self.mode = mode
-        self.order = order
-        self.round_length = float(round_length)
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        mode: str = "tune"
+        """CPU and memory allocation: ``"tune"`` (Synergy-TUNE), ``"greedy"`` or ``"proportional"``"""
+        order: str = "las"
+        """GPU admission order: ``"las"`` (least attained service) or ``"fifo"``"""
+        round_length: float = 300.0
+        """round length, seconds (Synergy's round)"""
 
-    def knobs(self) -> dict[str, object]:
-        return {"mode": self.mode, "order": self.order, "round_length": self.round_length}
+        def __post_init__(self) -> None:
+            mode, order, round_length = self.mode, self.order, self.round_length
+            if mode not in MODES:
+                raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            if order not in ORDERS:
+                raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+            if not (np.isfinite(round_length) and round_length > 0):
+                raise ValueError(f"round_length must be a finite number of seconds > 0, got {round_length!r}")
+            self._set(round_length=float(round_length))
 
     def scores(self, view: ClusterView) -> np.ndarray:
         """The host policy's order (higher first; ties go to the earlier job): least attained
@@ -348,11 +360,10 @@ class SynergyGreedy(Synergy):
 
     name = "synergy_greedy"
 
-    def __init__(self, order: str = "las", round_length: float = 300.0) -> None:
-        super().__init__(mode="greedy", order=order, round_length=round_length)
-
-    def knobs(self) -> dict[str, object]:
-        return {"order": self.order, "round_length": self.round_length}
+    @dataclass(frozen=True)
+    class Knobs(Synergy.Knobs):
+        mode: str = field(default="greedy", init=False)
+        """Synergy-GREEDY (fixed): each job's ideal CPUs and memory, or it waits"""
 
 
 class SynergyProportional(Synergy):
@@ -360,8 +371,7 @@ class SynergyProportional(Synergy):
 
     name = "synergy_proportional"
 
-    def __init__(self, order: str = "las", round_length: float = 300.0) -> None:
-        super().__init__(mode="proportional", order=order, round_length=round_length)
-
-    def knobs(self) -> dict[str, object]:
-        return {"order": self.order, "round_length": self.round_length}
+    @dataclass(frozen=True)
+    class Knobs(Synergy.Knobs):
+        mode: str = field(default="proportional", init=False)
+        """CPUs and memory in proportion to GPUs (fixed)"""

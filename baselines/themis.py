@@ -43,11 +43,12 @@ as classic.md recalls them (tagged from memory there); ``tick=60`` s (lease-expi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from baselines.base import EMPTY, Baseline, order_scores
+from baselines.base import EMPTY, Baseline, BaselineKnobs, order_scores
 from envs.policy import ClusterView, Priority
 
 
@@ -66,21 +67,27 @@ class Themis(Baseline):
         "cont": (np.float64, 0.0),  # integral of jobs in the system over time
     }
 
-    def __init__(self, f: float = 0.8, lease: float = 600.0, tick: float | None = 60.0) -> None:
-        super().__init__()
-        if not 0.0 <= f <= 1.0:
-            raise ValueError(f"f must be in [0, 1], got {f}")
-        if not lease > 0:
-            raise ValueError(f"lease must be > 0 seconds, got {lease}")
-        if tick is not None and not tick > 0:
-            raise ValueError(f"tick must be > 0 seconds or None, got {tick}")
-        self.f = float(f)
-        self.lease = float(lease)
-        self.tick = None if tick is None else float(tick)
-        self.round_length = self.tick
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        f: float = 0.8
+        """fairness knob: only the worst (1 - f) fraction of jobs by rho bid (paper 0.8)"""
+        lease: float = 600.0
+        """GPU lease length, seconds (paper: 10 minutes)"""
+        tick: float | None = 60.0
+        """lease-expiry check period, seconds (``None``: events only)"""
 
-    def knobs(self) -> dict[str, object]:
-        return {"f": self.f, "lease": self.lease, "tick": self.tick}
+        def __post_init__(self) -> None:
+            f, lease, tick = self.f, self.lease, self.tick
+            if not 0.0 <= f <= 1.0:
+                raise ValueError(f"f must be in [0, 1], got {f}")
+            if not lease > 0:
+                raise ValueError(f"lease must be > 0 seconds, got {lease}")
+            if tick is not None and not tick > 0:
+                raise ValueError(f"tick must be > 0 seconds or None, got {tick}")
+            self._set(f=float(f), lease=float(lease), tick=None if tick is None else float(tick))
+
+    def _derive(self) -> None:
+        self.round_length = self.tick
 
     def _track(self, view: ClusterView) -> tuple[np.ndarray, np.ndarray]:
         """Per-decision bookkeeping: the contention integral, each job's value of it at arrival,

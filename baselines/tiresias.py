@@ -58,11 +58,12 @@ Knobs (reference-simulator defaults):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from baselines.base import EMPTY, Baseline, order_scores
+from baselines.base import EMPTY, Baseline, BaselineKnobs, order_scores
 from envs.policy import ClusterView, Priority
 from traces import models
 
@@ -99,35 +100,38 @@ class Tiresias(Baseline):
     }
     env_fields: ClassVar[dict[str, tuple[type, object]]] = {"last_clock": (np.float64, np.nan)}
 
-    def __init__(
-        self,
-        thresholds: tuple[float, ...] = (3250.0, 7200.0),
-        promote_knob: float = 0.0,
-        round_length: float | None = 300.0,
-        preempt: str = "event",
-        consolidate_below: float | None = 0.8,
-        consolidation_wait: float = 300.0,
-    ) -> None:
-        super().__init__()
-        th = np.asarray(sorted(float(x) for x in thresholds), dtype=np.float64)
-        if (th <= 0).any():
-            raise ValueError(f"thresholds must be > 0 GPU-seconds, got {thresholds}")
-        if promote_knob < 0:
-            raise ValueError(f"promote_knob must be >= 0 (0 = off), got {promote_knob}")
-        if preempt not in ("event", "round"):
-            raise ValueError(f"preempt must be 'event' or 'round', got {preempt!r}")
-        self.thresholds = th
-        self.promote_knob = float(promote_knob)
-        self.round_length = None if round_length is None else float(round_length)
-        self.preempt = preempt
-        self.consolidate_below = consolidate_below
-        self.consolidation_wait = float(consolidation_wait)
-        self._skewed = None if consolidate_below is None else models.locality_vector() < float(consolidate_below)
+    @dataclass(frozen=True)
+    class Knobs(BaselineKnobs):
+        thresholds: tuple[float, ...] = (3250.0, 7200.0)
+        """queue limits on attained GPU-seconds, sorted (simulator default: K = 3 queues)"""
+        promote_knob: float = 0.0
+        """starvation promotion: pending time >= this x executed time moves a job to Q0 (0: off)"""
+        round_length: float | None = 300.0
+        """threshold-check period, seconds (``None``: events only)"""
+        preempt: str = "event"
+        """``"event"``: re-decide with preemption at every event; ``"round"``: at round boundaries"""
+        consolidate_below: float | None = 0.8
+        """models whose locality factor is below this are skewed and wait to be consolidated
+        (``None``: no consolidation rule)"""
+        consolidation_wait: float = 300.0
+        """the most a skewed gang waits for a consolidated placement, seconds"""
 
-    def knobs(self) -> dict[str, object]:
-        return {"thresholds": tuple(self.thresholds), "promote_knob": self.promote_knob,
-                "round_length": self.round_length, "preempt": self.preempt,
-                "consolidate_below": self.consolidate_below, "consolidation_wait": self.consolidation_wait}
+        def __post_init__(self) -> None:
+            th = tuple(sorted(float(x) for x in self.thresholds))
+            if any(x <= 0 for x in th):
+                raise ValueError(f"thresholds must be > 0 GPU-seconds, got {self.thresholds}")
+            if self.promote_knob < 0:
+                raise ValueError(f"promote_knob must be >= 0 (0 = off), got {self.promote_knob}")
+            if self.preempt not in ("event", "round"):
+                raise ValueError(f"preempt must be 'event' or 'round', got {self.preempt!r}")
+            self._set(thresholds=th, promote_knob=float(self.promote_knob),
+                      round_length=None if self.round_length is None else float(self.round_length),
+                      consolidation_wait=float(self.consolidation_wait))
+
+    def _derive(self) -> None:
+        self.thresholds = np.asarray(self.config.thresholds, dtype=np.float64)
+        below = self.consolidate_below
+        self._skewed = None if below is None else models.locality_vector() < float(below)
 
     def queues(self, view: ClusterView) -> np.ndarray:
         """``(E, S)`` current queue of each slot's job (as of the last decision; -1 if empty)."""

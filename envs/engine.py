@@ -24,21 +24,43 @@ has a choice); its mask simply allows nothing else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from envs import metrics
+from envs.config import FIELDS as SIM_FIELDS
+from envs.config import SimConfig
 from envs.core import EMPTY, RUNNING, WAITING, ClusterCore
-from envs.policy import ClusterView
+from envs.policy import ClusterView, Priority
 from envs.workload import Workload, make_workload
 from traces import clusters, models
 from traces.clusters import ClusterSpec
 
 ACTION_MODES = ("pick", "priority")
 REWARDS = ("jct", "slowdown", "utilization")
-SLOT_FEATURES = ("present", "waiting", "running", "repick", "fits", "gpus", "waited", "attained", "allocated", "restarting", "remaining", *tuple(f"model_{m}" for m in models.MODELS))
+#: features of each visible slot, in observation order (the model one-hot closes the group)
+SLOT_FEATURES = ("present", "waiting", "running", "repick", "fits", "gpus", "waited", "attained", "allocated",
+                 "restarting", "remaining", *tuple(f"model_{m}" for m in models.MODELS))
+#: cluster features after the slots, in observation order; ``free_gpus`` is one entry per GPU type
+CLUSTER_FEATURES = ("free_gpus", "queued", "running", "since_last_event", "repick_open", "finished")
+_SLOT = {name: i for i, name in enumerate(SLOT_FEATURES)}
+_MODELS = slice(_SLOT[f"model_{models.MODELS[0]}"], len(SLOT_FEATURES))
+
+
+def observation_size(K: int, T: int) -> int:
+    """Length of the observation with ``K`` visible slots on a cluster of ``T`` GPU types."""
+    return K * len(SLOT_FEATURES) + T + len(CLUSTER_FEATURES) - 1
+
+
+def _cluster_offsets(K: int, T: int) -> dict[str, int]:
+    at = {"free_gpus": K * len(SLOT_FEATURES)}
+    for i, name in enumerate(CLUSTER_FEATURES[1:]):
+        at[name] = at["free_gpus"] + T + i
+    return at
 
 
 def _squash(x: np.ndarray, scale: float) -> np.ndarray:
@@ -49,7 +71,13 @@ def _squash(x: np.ndarray, scale: float) -> np.ndarray:
 
 @dataclass
 class EnvConfig:
-    """Configuration of the GpuCluster environments (see :class:`envs.gpu_cluster.GpuClusterEnv`)."""
+    """Configuration of the GpuCluster environments (see :class:`envs.gpu_cluster.GpuClusterEnv`).
+
+    The simulator's settings are one :class:`~envs.config.SimConfig` (``sim``); the env's own
+    round period is ``round_length`` (rounds exist only with ``preemption``), so ``sim`` must
+    leave its ``round_length`` unset. :meth:`from_options` accepts the simulator's settings as
+    flat options too (``restart_overhead=60, network=True``).
+    """
 
     trace: pd.DataFrame | str | None = None
     cluster: str | ClusterSpec = "tiny"
@@ -59,21 +87,24 @@ class EnvConfig:
     action_mode: str = "pick"
     preemption: bool = False
     round_length: float = 300.0
-    restart_overhead: float = 30.0
+    """seconds between the env's round boundaries (re-picks, preemption); used only with
+    ``preemption``"""
     reward: str = "jct"
     reward_scale: float = 3600.0
     known_durations: bool = False
     max_steps: int | None = None
-    elastic_fraction: float = 0.0
     trace_jobs: int = 20_000
     trace_seed: int = 0
-    placer: str = "consolidate"
-    dynamic_fraction: float = 0.0
-    resources: bool = False
-    network: bool = False
-    extra: dict = field(default_factory=dict)
+    sim: SimConfig = field(default_factory=SimConfig)
+    """the simulator's settings (restart overhead, placer, models, workload shaping)"""
 
     def __post_init__(self) -> None:
+        if isinstance(self.sim, Mapping):
+            self.sim = SimConfig.of(self.sim)
+        if not isinstance(self.sim, SimConfig):
+            raise TypeError(f"sim must be a SimConfig, got {type(self.sim).__name__}")
+        if self.sim.round_length is not None:
+            raise ValueError("the env's rounds are EnvConfig.round_length (with preemption); leave sim.round_length None")
         if int(self.max_slots) < 1:
             raise ValueError(f"max_slots (K) must be >= 1, got {self.max_slots}")
         if int(self.num_jobs) < 1:
@@ -82,8 +113,6 @@ class EnvConfig:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
-        if not (np.isfinite(self.restart_overhead) and self.restart_overhead >= 0):
-            raise ValueError(f"restart_overhead must be >= 0 seconds, got {self.restart_overhead}")
         if not (np.isfinite(self.round_length) and self.round_length > 0):
             raise ValueError(f"round_length must be > 0 seconds, got {self.round_length}")
         if self.load is not None and not self.load > 0:
@@ -92,8 +121,25 @@ class EnvConfig:
             raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
         if self.max_steps is not None and int(self.max_steps) < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
-        if self.extra:
-            raise TypeError(f"unknown GpuCluster options {sorted(self.extra)}")
+
+    @classmethod
+    def from_options(cls, **options: Any) -> EnvConfig:
+        """An EnvConfig from flat options: its own fields, plus :class:`~envs.config.SimConfig`
+        settings folded into ``sim`` (``round_length`` is the env's). Unknown options raise
+        ``TypeError``."""
+        own = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - own - SIM_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown GpuCluster options {unknown}")
+        flat = {k: v for k, v in options.items() if k not in own}
+        kwargs = {k: v for k, v in options.items() if k in own}
+        kwargs["sim"] = SimConfig.of(kwargs.get("sim"), **flat)
+        return cls(**kwargs)
+
+    @property
+    def restart_overhead(self) -> float:
+        """The simulator's restart overhead (``sim.restart_overhead``; saved with agents)."""
+        return self.sim.restart_overhead
 
 
 def _base_workload(cfg: EnvConfig, spec: ClusterSpec) -> tuple[Workload, str]:
@@ -111,8 +157,8 @@ def _base_workload(cfg: EnvConfig, spec: ClusterSpec) -> tuple[Workload, str]:
     span = trace["submit_time"].max() - trace["submit_time"].min()
     if cfg.trace is not None and cfg.load is not None and span > 0:  # all-at-once: no rate to scale
         trace = window(trace, 0.0, num_jobs=len(trace), load=cfg.load, cluster=spec)
-    return make_workload(trace, spec, seed=cfg.trace_seed, elastic_fraction=cfg.elastic_fraction, source=source,
-                         dynamic_fraction=cfg.dynamic_fraction), source
+    return make_workload(trace, spec, seed=cfg.trace_seed, elastic_fraction=cfg.sim.elastic_fraction, source=source,
+                         dynamic_fraction=cfg.sim.dynamic_fraction), source
 
 
 class VectorEngine:
@@ -123,7 +169,7 @@ class VectorEngine:
         """With ``core``, the engine attaches to an existing core (e.g. the one
         :func:`envs.simulate` drives) to build observations and carry out picks on it; it then
         has no trace of its own and cannot reset episodes."""
-        cfg = config if config is not None else EnvConfig(**kwargs)
+        cfg = config if config is not None else EnvConfig.from_options(**kwargs)
         if config is not None and kwargs:
             raise TypeError("give either config or keyword options, not both")
         self.cfg = cfg
@@ -132,23 +178,21 @@ class VectorEngine:
             self.E = int(num_envs)
             self.spec = clusters.get(cfg.cluster)
             self.base, self.source = _base_workload(cfg, self.spec)
-            self.core = ClusterCore(
-                self.spec, self.E, restart_overhead=cfg.restart_overhead,
-                round_length=cfg.round_length if cfg.preemption else None, placer=cfg.placer,
-                min_slots=self.K, resources=cfg.resources, network=cfg.network,
-            )
+            sim = cfg.sim.replace(round_length=cfg.round_length if cfg.preemption else None)
+            self.core = ClusterCore(self.spec, self.E, sim=sim, min_slots=self.K)
         else:
             self.E, self.spec, self.core = core.E, core.cluster, core
             self.base, self.source = None, "attached"
-            while core.S < self.K:
-                core._grow_slots()
+            core.ensure_slots(self.K)
         self.view = ClusterView(self.core, known_durations=cfg.known_durations)
         self.T = self.core.T
         self.M = len(models.MODELS)
         self.F = len(SLOT_FEATURES)
         self._model_ids = np.arange(self.M)
         self._slot_ids = np.arange(self.core.S, dtype=np.int64)
-        self.obs_dim = self.K * self.F + self.T + 5
+        self.obs_dim = observation_size(self.K, self.T)
+        #: offset of each cluster feature in the observation (``free_gpus``: the first of ``T``)
+        self.cluster_offsets = _cluster_offsets(self.K, self.T)
         self.max_steps = int(cfg.max_steps) if cfg.max_steps is not None else 50 * cfg.num_jobs
         self.rngs = [np.random.default_rng() for _ in range(self.E)]
         E = self.E
@@ -247,6 +291,42 @@ class VectorEngine:
         self._sync_slot_arrays()
         self._refresh()
 
+    # ------------------------------------------------------------------ read-only state
+    @property
+    def visible(self) -> np.ndarray:
+        """``(E, K)`` slot index shown in each visible position (as of the last refresh)."""
+        v = self.vis.view()
+        v.flags.writeable = False
+        return v
+
+    @property
+    def repick_candidates(self) -> np.ndarray:
+        """``(E, S)`` jobs taken off their GPUs for the open re-pick phase and not picked again
+        yet (all False outside pick mode with preemption)."""
+        if self.prev_place is None:
+            return np.zeros(self.repick.shape, dtype=bool)
+        return self.repick & (self.core.s_status == WAITING)
+
+    @property
+    def previous_allocation(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(n, t)``, each ``(E, S)``: GPUs and GPU type each re-pick candidate held before the
+        re-pick phase opened (meaningful where :attr:`repick_candidates` is True)."""
+        if self.prev_place is None:
+            return np.zeros(self.repick.shape, dtype=np.int64), np.zeros(self.repick.shape, dtype=np.int64)
+        return self.prev_place.sum(axis=2), self.prev_t.copy()
+
+    @property
+    def needs_reset(self) -> np.ndarray:
+        """``(E,)`` envs whose episode ended (or never began): they must be reset before stepping."""
+        v = self._needs_reset.view()
+        v.flags.writeable = False
+        return v
+
+    @property
+    def preempting_now(self) -> np.ndarray:
+        """``(E,)`` envs at a round boundary where the env preempts (``preemption=True``)."""
+        return self.at_round & bool(self.cfg.preemption)
+
     def pick(self, e: np.ndarray, a: np.ndarray) -> None:
         """Start the job in visible slot ``a`` of each env ``e`` (allowed picks only)."""
         self._pick(e, self.vis[e, a])
@@ -275,31 +355,31 @@ class VectorEngine:
         clock = c.clock[:, None]
         # built feature-major (contiguous rows), transposed once into the observation
         feats = np.empty((self.F, self.E, self.K), dtype=np.float32)
-        feats[0] = present
-        feats[1] = st == WAITING
-        feats[2] = running
-        feats[3] = g(self.repick)
-        feats[4] = mask[:, : self.K]
-        feats[5] = np.log2(1 + g(c.s_gpus) * present) / np.log2(1 + c.total_gpus)
-        feats[6] = _squash((clock - g(c.s_submit)) * present, 3600.0)
-        feats[7] = _squash(g(c.s_attained), 3600.0)
-        feats[8] = g(c.s_n) / c.total_gpus
-        feats[9] = running & (g(c.s_restart_until) > clock)
+        f = lambda name: feats[_SLOT[name]]  # noqa: E731
+        f("present")[:] = present
+        f("waiting")[:] = st == WAITING
+        f("running")[:] = running
+        f("repick")[:] = g(self.repick)
+        f("fits")[:] = mask[:, : self.K]
+        f("gpus")[:] = np.log2(1 + g(c.s_gpus) * present) / np.log2(1 + c.total_gpus)
+        f("waited")[:] = _squash((clock - g(c.s_submit)) * present, 3600.0)
+        f("attained")[:] = _squash(g(c.s_attained), 3600.0)
+        f("allocated")[:] = g(c.s_n) / c.total_gpus
+        f("restarting")[:] = running & (g(c.s_restart_until) > clock)
         if self.cfg.known_durations:
-            feats[10] = _squash((g(c.s_work) - g(c.s_done)) * present, 3600.0)
+            f("remaining")[:] = _squash((g(c.s_work) - g(c.s_done)) * present, 3600.0)
         else:
-            feats[10] = 0.0
-        feats[11:] = (g(c.s_model)[None] == self._model_ids[:, None, None]) & present[None]
+            f("remaining")[:] = 0.0
+        feats[_MODELS] = (g(c.s_model)[None] == self._model_ids[:, None, None]) & present[None]
         obs = np.empty((self.E, self.obs_dim), dtype=np.float32)
         obs[:, : self.K * self.F] = feats.transpose(1, 2, 0).reshape(self.E, -1)
-        o = self.K * self.F
-        obs[:, o : o + self.T] = c.free_per_type() / c.capacity[None, :]
-        queued = (c.s_status == WAITING).sum(axis=1)
-        obs[:, o + self.T] = _squash(queued, self.K)
-        obs[:, o + self.T + 1] = _squash((c.s_status == RUNNING).sum(axis=1), self.K)
-        obs[:, o + self.T + 2] = _squash(self.last_dt, self.cfg.round_length)
-        obs[:, o + self.T + 3] = self.repick.any(axis=1)
-        obs[:, o + self.T + 4] = np.where(c.n_jobs > 0, c.n_done / np.maximum(c.n_jobs, 1), 0.0)
+        at = self.cluster_offsets
+        obs[:, at["free_gpus"] : at["free_gpus"] + self.T] = c.free_per_type() / c.capacity[None, :]
+        obs[:, at["queued"]] = _squash((c.s_status == WAITING).sum(axis=1), self.K)
+        obs[:, at["running"]] = _squash((c.s_status == RUNNING).sum(axis=1), self.K)
+        obs[:, at["since_last_event"]] = _squash(self.last_dt, self.cfg.round_length)
+        obs[:, at["repick_open"]] = self.repick.any(axis=1)
+        obs[:, at["finished"]] = np.where(c.n_jobs > 0, c.n_done / np.maximum(c.n_jobs, 1), 0.0)
         return obs, mask
 
     # ------------------------------------------------------------------ actions
@@ -317,7 +397,7 @@ class VectorEngine:
         if self.repick[envs].any():
             closing = self.repick & envs[:, None] & (c.s_status == WAITING)
             e, s = np.nonzero(closing)
-            c.j_preempt[e, c.s_job[e, s]] += 1
+            c.record_preemptions(e, s)
             self.repick[envs] = False
         stats = c.advance(envs)
         self._sync_slot_arrays()
@@ -367,12 +447,11 @@ class VectorEngine:
             self.repick[e, s] = False
         c.start(e, s, t, req, take=take, in_place=in_place, restart_until=until)
 
-    def serve_scores(self, actions: np.ndarray, envs: np.ndarray) -> None:
-        """Priority mode: serve jobs by the scores given to the visible slots (``(E, K)``).
-
-        Non-finite scores leave their job out; scores are clipped to [-1, 1]; running jobs that
-        are not visible keep their GPUs; with preemption, running jobs compete at round
-        boundaries. If every score was invalid on an idle cluster, the oldest jobs start."""
+    def priority(self, actions: np.ndarray, envs: np.ndarray) -> Priority:
+        """Priority mode: the :class:`~envs.policy.Priority` of the scores given to the visible
+        slots (``(E, K)``) in the envs ``envs``: non-finite scores leave their job out, scores
+        are clipped to [-1, 1], running jobs that are not visible keep their GPUs (score
+        ``inf``), and with preemption running jobs compete at round boundaries."""
         c = self.core
         scores = np.asarray(actions, dtype=np.float64).reshape(self.E, self.K)
         bad = ~np.isfinite(scores)
@@ -381,10 +460,19 @@ class VectorEngine:
         np.put_along_axis(full, self.vis, np.where(bad, -np.inf, np.clip(scores, -1.0, 1.0)), axis=1)
         full[c.s_status == EMPTY] = -np.inf
         preempt = envs & self.at_round if self.cfg.preemption else np.zeros(self.E, dtype=bool)
-        c.serve(full, preempt=preempt, envs=envs)
+        return Priority(full, preempt=preempt)
+
+    def serve_scores(self, actions: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        """Priority mode: serve jobs by the scores given to the visible slots (``(E, K)``) as
+        :meth:`priority` ranks them. If every score was invalid on an idle cluster, the oldest
+        jobs start. Returns the ``(E,)`` envs where that happened."""
+        c = self.core
+        p = self.priority(actions, envs)
+        c.serve(p.scores, preempt=p.preempt, envs=envs)
         stuck = envs & ~np.isfinite(c.next_event()) & (c.s_status == WAITING).any(axis=1)
         if stuck.any():
             c.serve(np.where(c.s_status == WAITING, -c.s_job.astype(float), -np.inf), envs=stuck)
+        return stuck
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Apply one action per env. Returns ``(reward, terminated, truncated, invalid, mask_used)``

@@ -89,11 +89,13 @@ class GpuClusterEnv(gym.Env):
     small enough that 64-job windows of a heavy-tailed trace contend), ``num_jobs`` (window
     size, 64), ``load`` (target offered load of the whole trace, 1.0; ``None`` keeps the trace's
     arrivals), ``max_slots`` (K, 32), ``action_mode`` (``"pick"``/``"priority"``),
-    ``preemption`` (False), ``round_length`` (300 s), ``restart_overhead`` (30 s), ``reward``,
-    ``reward_scale``, ``known_durations`` (False), ``max_steps``, ``elastic_fraction``,
-    ``trace_jobs`` / ``trace_seed`` (size and seed of the synthetic base trace), ``placer``,
-    ``dynamic_fraction`` (jobs that speed up as their batch size grows), ``resources`` (CPU and
-    memory model) and ``network`` (link contention model) of :class:`envs.core.ClusterCore`.
+    ``preemption`` (False), ``round_length`` (the env's round period, with preemption),
+    ``reward``, ``reward_scale``, ``known_durations`` (False), ``max_steps``, ``trace_jobs`` /
+    ``trace_seed`` (size and seed of the synthetic base trace), and ``sim``, the simulator's
+    settings (:class:`envs.config.SimConfig`), whose fields may also be given as flat options:
+    ``restart_overhead``, ``placer``, ``resources`` (CPU and memory model), ``network`` (link
+    contention model), ``dynamic_phases``, ``elastic_fraction``, ``dynamic_fraction`` (jobs
+    that speed up as their batch size grows), ``goodput``, ``restart``.
 
     ## Version History
     * v0: initial version.
@@ -102,15 +104,10 @@ class GpuClusterEnv(gym.Env):
     metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, **options: Any) -> None:
-        self.engine = VectorEngine(1, EnvConfig(**self._split(options)))
+        self.engine = VectorEngine(1, EnvConfig.from_options(**options))
         self.observation_space, self.action_space = _spaces(self.engine)
         self._mask = np.ones(self.engine.K + 1, dtype=bool)
 
-    @staticmethod
-    def _split(options: dict) -> dict:
-        known = set(EnvConfig.__dataclass_fields__) - {"extra"}
-        extra = {k: v for k, v in options.items() if k not in known}
-        return {**{k: v for k, v in options.items() if k in known}, "extra": extra}
 
     @property
     def config(self) -> EnvConfig:
@@ -137,7 +134,7 @@ class GpuClusterEnv(gym.Env):
 
     def step(self, action):
         eng = self.engine
-        if eng._needs_reset[0]:
+        if eng.needs_reset[0]:
             raise RuntimeError("GpuClusterEnv.step called before reset() or after the episode ended")
         reward, term, trunc, _invalid, _live = eng.step(np.asarray([action]).reshape(1, -1) if eng.cfg.action_mode == "priority" else np.array([action]))
         obs, mask = eng.observe()
@@ -171,7 +168,7 @@ class GpuClusterVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, **options: Any) -> None:
         self.num_envs = int(num_envs)
-        self.engine = VectorEngine(self.num_envs, EnvConfig(**GpuClusterEnv._split(options)))
+        self.engine = VectorEngine(self.num_envs, EnvConfig.from_options(**options))
         self.single_observation_space, self.single_action_space = _spaces(self.engine)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)

@@ -1,6 +1,15 @@
 """The interface between schedulers and the simulation core.
 
-A policy looks at a read-only :class:`ClusterView` of a batch of envs and returns a decision:
+Every scheduler, classic or learned, is a :class:`Policy`. A driver (:func:`envs.simulate`, the
+Gym adapter :func:`envs.adapter.act`, the leaderboard) runs it the same way at every event:
+
+1. ``policy.prepare(view)``: the policy sizes its own state for the envs in the view;
+2. ``decision = policy.decide(view)`` (or :meth:`Policy.plan` for the natural form);
+3. the driver carries the decision out (:func:`execute` on the core, or an env action).
+
+The policy only reads the :class:`ClusterView` and returns a decision; it never changes the
+simulator state (what-if planning works on a private copy, :meth:`ClusterView.what_if`).
+A decision is:
 
 - :class:`Priority`: a score per slot; the core's greedy gang allocator serves jobs in score
   order (most classic heuristics are exactly a score function), or
@@ -15,6 +24,7 @@ over envs.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -36,13 +46,33 @@ class ClusterView:
     are known to the scheduler; otherwise reading them raises ``PermissionError``.
     """
 
+    #: decisions may put a job on another job's GPUs (``Allocation.partner``); False where the
+    #: driver cannot carry sharing out (the Gym adapter's actions)
+    can_share: bool = True
+
     def __init__(self, core: ClusterCore, *, known_durations: bool = True) -> None:
         self._core = core
         self.known_durations = known_durations
         self.at_round_boundary = np.zeros(core.E, dtype=bool)
 
+    def what_if(self) -> ClusterCore:
+        """A private copy of the simulator state behind this view, for planning by trial:
+        changing it changes nothing in the simulation. The copy holds the whole state, job
+        durations included: a policy that must not know them uses it only to try its own
+        actions (as :class:`agents.AgentPolicy` does, observing through an engine that hides
+        them)."""
+        core = self._core
+        return copy.deepcopy(core, {id(core.cluster): core.cluster})
+
+    def greedy(self, scores: np.ndarray, *, backfill: bool = True, preempt: bool = False,
+               envs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The allocation ``(n, t)`` the core's greedy gang allocator would give for ``scores``
+        (:meth:`envs.core.ClusterCore.greedy`), without carrying it out."""
+        return self._core.greedy(scores, backfill=backfill, preempt=preempt, envs=envs)
+
     # cluster
     num_envs = property(lambda self: self._core.E)
+    cluster = property(lambda self: self._core.cluster)  # the ClusterSpec
     gpu_types = property(lambda self: self._core.gpu_types)
     capacity = property(lambda self: _ro(self._core.capacity))  # (T,)
     total_gpus = property(lambda self: self._core.total_gpus)
@@ -229,9 +259,20 @@ class Policy(ABC):
         if self.needs_durations and not view.known_durations:
             raise ValueError(f"policy {self.name!r} needs job durations, but they are hidden (known_durations=False)")
 
+    def prepare(self, view: ClusterView) -> None:  # noqa: B027 (optional hook, empty by default)
+        """Called by the driver before every decision: bring the policy's own state in line with
+        ``view`` (e.g. size it for its envs). Must not change the view. Default: nothing."""
+
     @abstractmethod
     def decide(self, view: ClusterView) -> Priority | Allocation | None:
         """The decision at the current event of every env in ``view``."""
+
+    def plan(self, view: ClusterView) -> Priority | Allocation | None:
+        """The decision in its natural form, for drivers that translate it rather than execute
+        it (the Gym adapter turns a ``Priority`` into scores or picks). :meth:`decide` may return
+        an equivalent cheaper form (e.g. an ``Allocation`` for a preemptive ``Priority``).
+        Default: :meth:`decide`'s result."""
+        return self.decide(view)
 
 
 def execute(core: ClusterCore, decision: Priority | Allocation | None, envs: np.ndarray | None = None) -> None:

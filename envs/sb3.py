@@ -19,7 +19,7 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
 from envs.engine import EnvConfig, VectorEngine
-from envs.gpu_cluster import GpuClusterEnv, _spaces
+from envs.gpu_cluster import _spaces
 
 
 class GpuClusterVecEnv(VecEnv):
@@ -29,7 +29,7 @@ class GpuClusterVecEnv(VecEnv):
                  **options: Any) -> None:
         if config is not None and options:
             raise TypeError("give either config or keyword options, not both")
-        self.engine = VectorEngine(num_envs, config or EnvConfig(**GpuClusterEnv._split(options)))
+        self.engine = VectorEngine(num_envs, config or EnvConfig.from_options(**options))
         obs_space, act_space = _spaces(self.engine)
         self.render_mode = None
         super().__init__(num_envs, obs_space, act_space)

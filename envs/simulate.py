@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from envs import metrics
+from envs.config import SimConfig
 from envs.core import ClusterCore
 from envs.policy import ClusterView, Policy, execute
 from envs.workload import make_workload
@@ -32,36 +34,32 @@ def simulate(
     cluster: str | ClusterSpec,
     policy: Policy,
     *,
-    restart_overhead: float = 30.0,
-    round_length: float | None = None,
+    sim: SimConfig | None = None,
     known_durations: bool = True,
-    elastic_fraction: float = 0.0,
-    placer: str = "consolidate",
     seed: int = 0,
     progress: bool = False,
-    goodput: bool | None = None,
-    restart: dict[str, float] | None = None,
-    resources: bool = False,
-    network: bool = False,
-    dynamic_fraction: float = 0.0,
+    **settings: Any,
 ) -> SimulationResult:
     """Replay every job of ``trace`` on ``cluster`` under ``policy`` until all have finished.
 
+    ``sim`` holds the simulator's settings (:class:`envs.config.SimConfig`: restart overhead,
+    round length, placer, resource and network models, and how the workload is shaped);
+    settings may also be given one by one (``restart_overhead=60``), folded into ``sim``. Its
+    ``round_length`` defaults to the policy's own. ``known_durations`` says whether the policy
+    may read job durations. ``seed`` drives the model draw for jobs without one and the
+    elastic and dynamic draws.
+
     The policy is asked for a decision at every event (arrival, completion, end of a restart,
-    round boundary). ``round_length`` defaults to the policy's own. ``goodput`` and ``restart``
-    are :func:`envs.workload.make_workload`'s (goodput jobs of Pollux workloads), and so is
-    ``dynamic_fraction`` (jobs that adapt their batch size during training). ``resources`` models
-    CPUs and memory (Synergy), ``network`` contention on shared links (CASSINI); see
-    :class:`envs.core.ClusterCore`. ``seed`` drives the model
-    draw for jobs without one. Raises ``RuntimeError`` if the policy leaves jobs waiting on an
-    idle cluster with nothing left to happen (a deadlock) rather than looping forever.
+    round boundary). Raises ``RuntimeError`` if the policy leaves jobs waiting on an idle
+    cluster with nothing left to happen (a deadlock) rather than looping forever.
     """
+    sim = SimConfig.of(sim, **settings)
     spec = clusters.get(cluster)
-    workload = make_workload(trace, spec, seed=seed, elastic_fraction=elastic_fraction, goodput=goodput, restart=restart,
-                             dynamic_fraction=dynamic_fraction)
-    rounds = policy.round_length if round_length is None else round_length
-    core = ClusterCore(spec, 1, restart_overhead=restart_overhead, round_length=rounds, placer=placer,
-                       resources=resources, network=network)
+    workload = make_workload(trace, spec, seed=seed, elastic_fraction=sim.elastic_fraction, goodput=sim.goodput,
+                             restart=sim.restart, dynamic_fraction=sim.dynamic_fraction)
+    if sim.round_length is None:
+        sim = sim.replace(round_length=policy.round_length)
+    core = ClusterCore(spec, 1, sim=sim)
     view = ClusterView(core, known_durations=known_durations)
     policy.reset(view)
     core.load(np.array([0]), [workload])
@@ -73,6 +71,7 @@ def simulate(
     events = 0
     start = time.perf_counter()
     while not core.done[0]:
+        policy.prepare(view)
         execute(core, policy.decide(view))
         if not np.isfinite(core.next_event()[0]):
             raise RuntimeError(

@@ -84,7 +84,7 @@ def make_workload(
     multi-GPU-capable jobs (seeded draw) grow their batch size during training, as Accordion or
     gradient-noise-scale schedules do: at each of the core's ``dynamic_phases`` equal parts of
     their work they speed up by a factor drawn uniformly from ``growth`` (per job), their
-    duration alone staying that of the trace (:meth:`envs.core.ClusterCore.growth_multiplier`).
+    duration alone staying that of the trace (:func:`envs.core.rates.growth_multiplier`).
     """
     if not 0.0 <= elastic_fraction <= 1.0:
         raise ValueError(f"elastic_fraction must be in [0, 1], got {elastic_fraction}")

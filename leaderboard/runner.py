@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from leaderboard.suite import Cell, PolicySpec, Suite
+from leaderboard.suite import Cell, PolicySpec, Suite, sim_config
 from traces.clusters import NODE_COLUMNS, ClusterSpec
 
 #: Test hook: seconds each cell sleeps before computing (lets tests interrupt a run mid-way).
@@ -106,7 +106,6 @@ def compute_cell(cell: Cell, path: str) -> tuple[int, str | None, float]:
     if delay:
         time.sleep(float(delay))
     import envs
-    from envs.goodput import SIA_RESTART
 
     start = time.perf_counter()
     try:
@@ -114,13 +113,8 @@ def compute_cell(cell: Cell, path: str) -> tuple[int, str | None, float]:
         trace = cell.runtime["trace"]
         policy = cell.runtime["policy"].build()
         sim = cell.definition["sim"]
-        res = envs.simulate(trace, spec, policy, restart_overhead=sim["restart_overhead"],
-                            round_length=sim["round_length"], known_durations=sim["known_durations"],
-                            elastic_fraction=sim["elastic_fraction"], placer=sim["placer"], seed=cell.seed,
-                            goodput=None if sim.get("goodput", True) else False,
-                            restart=SIA_RESTART if sim.get("application_restart") == "sia" else None,
-                            resources=sim.get("resources", False), network=sim.get("network", False),
-                            dynamic_fraction=sim.get("dynamic_fraction", 0.0))
+        res = envs.simulate(trace, spec, policy, sim=sim_config(sim), known_durations=sim["known_durations"],
+                            seed=cell.seed)
     except Exception as exc:  # a failing cell is reported, not cached, and retried next run
         return cell.index, f"{type(exc).__name__}: {exc}", time.perf_counter() - start
     wall = time.perf_counter() - start

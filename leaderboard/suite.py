@@ -15,15 +15,15 @@ and ``[trace]`` is optional)::
     seeds = [0, 1]                        # default [0]
     loads = [0.8, 1.2]                    # offered-load targets; omitted: the windows' own
     policies = "all"                      # or a list of baseline names; fifo is always added
-    restart_overhead = 30.0               # seconds (envs.simulate)
-    elastic_fraction = 0.0                # envs.simulate
+    restart_overhead = 30.0               # seconds (envs.config.SimConfig, as the keys below)
+    elastic_fraction = 0.0                # SimConfig
     round_length = 300.0                  # overrides every policy's own (default: their own)
-    placer = "consolidate"                # envs.simulate
+    placer = "consolidate"                # SimConfig
     goodput = true                        # Pollux workloads as goodput jobs (envs.goodput)
     application_restart = "uniform"       # or "sia": Sia's restart delay per application
-    resources = false                     # CPU/memory model (envs.simulate)
-    network = false                       # link contention model (envs.simulate)
-    dynamic_fraction = 0.0                # jobs that adapt their batch size (envs.simulate)
+    resources = false                     # CPU/memory model (SimConfig)
+    network = false                       # link contention model (SimConfig)
+    dynamic_fraction = 0.0                # jobs that adapt their batch size (SimConfig)
 
     [cluster]                             # a preset ...
     preset = "small"
@@ -58,6 +58,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,9 @@ import pandas as pd
 import traces
 from traces import clusters
 from traces.clusters import ClusterSpec
+
+if TYPE_CHECKING:
+    from envs.config import SimConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -476,23 +480,43 @@ def parse_suite(path: str | Path) -> Suite:
         except (TypeError, ValueError) as exc:
             _fail(path, f"[knobs.{pname}]: {exc}")
 
-    sim = {"restart_overhead": float(raw.get("restart_overhead", 30.0)),
-           "elastic_fraction": float(raw.get("elastic_fraction", 0.0)),
+    from envs.config import SimConfig
+
+    d = SimConfig()  # the simulator's defaults
+    sim = {"restart_overhead": float(raw.get("restart_overhead", d.restart_overhead)),
+           "elastic_fraction": float(raw.get("elastic_fraction", d.elastic_fraction)),
            "round_length": None if raw.get("round_length") is None else float(raw["round_length"]),
-           "placer": str(raw.get("placer", "consolidate")),
+           "placer": str(raw.get("placer", d.placer)),
            "goodput": bool(raw.get("goodput", True)),
            "application_restart": str(raw.get("application_restart", "uniform")),
-           "resources": bool(raw.get("resources", False)),
-           "network": bool(raw.get("network", False)),
-           "dynamic_fraction": float(raw.get("dynamic_fraction", 0.0))}
-    if not 0.0 <= sim["dynamic_fraction"] <= 1.0:
-        _fail(path, f"dynamic_fraction must be in [0, 1], got {sim['dynamic_fraction']}")
+           "resources": bool(raw.get("resources", d.resources)),
+           "network": bool(raw.get("network", d.network)),
+           "dynamic_fraction": float(raw.get("dynamic_fraction", d.dynamic_fraction))}
     if sim["application_restart"] not in ("uniform", "sia"):
         _fail(path, f"application_restart must be 'uniform' or 'sia', got {sim['application_restart']!r}")
+    try:
+        sim_config(sim)
+    except ValueError as exc:
+        _fail(path, str(exc))
     del spec
     return Suite(name=name, description=str(raw.get("description", "")).strip(), path=path,
                  cluster_def=dict(cluster), trace=trace, seeds=[int(s) for s in seeds], loads=loads,
                  policies=list(policies), knobs={k: dict(v) for k, v in knobs.items()}, sim=sim)
+
+
+def sim_config(sim: dict) -> SimConfig:
+    """The :class:`envs.config.SimConfig` of a suite's (or a cell's) ``sim`` settings: ``goodput``
+    true lets Pollux workloads run as goodput jobs, ``application_restart = "sia"`` charges Sia's
+    restart delay per application. ``known_durations`` (per policy) is not a simulator setting."""
+    from envs.config import SimConfig
+    from envs.goodput import SIA_RESTART
+
+    return SimConfig(
+        restart_overhead=sim["restart_overhead"], round_length=sim["round_length"], placer=sim["placer"],
+        resources=sim.get("resources", False), network=sim.get("network", False),
+        elastic_fraction=sim["elastic_fraction"], dynamic_fraction=sim.get("dynamic_fraction", 0.0),
+        goodput=None if sim.get("goodput", True) else False,
+        restart=SIA_RESTART if sim.get("application_restart") == "sia" else None)
 
 
 def suite_names() -> list[str]:

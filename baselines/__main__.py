@@ -1,16 +1,18 @@
 """Replay a trace under a scheduler and print its metrics.
 
-    python -m envs.replay                                  # synthetic default, FIFO, 64 GPUs
-    python -m envs.replay --policy tiresias --load 1.2 --num-jobs 5000
-    python -m envs.replay --trace ../shared/traces/philly/pollux_philly.csv.gz --cluster philly
+    python -m baselines                                    # synthetic default, FIFO, 64 GPUs
+    python -m baselines --policy tiresias --load 1.2 --num-jobs 5000
+    python -m baselines --trace ../shared/traces/philly/pollux_philly.csv.gz --cluster philly
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import baselines
+from envs.config import SimConfig
 from envs.simulate import simulate
 from traces import clusters, load_trace, synthetic, window
 
@@ -29,12 +31,12 @@ class ReplayArgs:
     """target offered load (synthetic trace or rescaled window); omit for the trace's own arrivals"""
     seed: int = 0
     """seed of the synthetic trace and of the model draw for jobs without one"""
-    restart_overhead: float = 30.0
-    """seconds a resumed job holds its GPUs before it makes progress"""
+    sim: SimConfig = field(default_factory=SimConfig)
+    """the simulator's settings (``--restart-overhead`` sets its restart overhead)"""
 
 
 def parse(argv: list[str] | None = None) -> ReplayArgs:
-    parser = argparse.ArgumentParser(prog="python -m envs.replay", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m baselines", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = ReplayArgs()
     parser.add_argument("--trace", default=defaults.trace)
@@ -43,13 +45,13 @@ def parse(argv: list[str] | None = None) -> ReplayArgs:
     parser.add_argument("--num-jobs", type=int, default=defaults.num_jobs)
     parser.add_argument("--load", type=lambda s: None if s.lower() == "none" else float(s), default=defaults.load)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--restart-overhead", type=float, default=defaults.restart_overhead)
-    return ReplayArgs(**vars(parser.parse_args(argv)))
+    parser.add_argument("--restart-overhead", type=float, default=defaults.sim.restart_overhead)
+    args = vars(parser.parse_args(argv))
+    sim = defaults.sim.replace(restart_overhead=args.pop("restart_overhead"))
+    return ReplayArgs(**args, sim=sim)
 
 
 def main(argv: list[str] | None = None) -> int:
-    import baselines
-
     args = parse(argv)
     spec = clusters.get(args.cluster)
     if args.trace is None:
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.num_jobs:
             trace = window(trace, 0.0, num_jobs=min(args.num_jobs, len(trace)), load=args.load, cluster=spec)
     policy = baselines.get(args.policy)
-    res = simulate(trace, spec, policy, restart_overhead=args.restart_overhead, seed=args.seed, progress=True)
+    res = simulate(trace, spec, policy, sim=args.sim, seed=args.seed, progress=True)
     print(f"\n{policy.name} on {spec!r}: {len(trace)} jobs, {res.events} events, "
           f"{res.wall_time:.2f} s ({len(trace) / res.wall_time:,.0f} jobs/s)")
     for key, value in res.metrics.items():
