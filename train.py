@@ -1,17 +1,22 @@
-"""Train a learned scheduler on GpuCluster-v0 and judge it against the classic baselines.
+r"""Train a learned scheduler on GpuCluster-v0 and judge it against the classic baselines.
 
 Read top to bottom: arguments, traces (train / held-out split by time), envs, model (or resume),
 callbacks (episode metrics, checkpoints, periodic held-out evaluation, clean interruption),
 learning, and the final table of the agent against every baseline on the held-out windows.
 
-    python train.py                                   # synthetic default, a few minutes on 2 CPUs
-    python train.py --trace ../shared/traces/philly/pollux_philly.csv.gz --total-timesteps 2000000
+    python train.py                                   # synthetic default, about 4 minutes on 2 CPUs
+    python train.py --trace ../shared/traces/philly/pollux_philly.csv.gz --total-timesteps 300000 \
+        --eval-every 100000 --output runs/philly      # the real Philly trace, about 3 minutes
     python train.py --resume runs/default             # continue a killed or finished run
 
+PPO trains in whole rollouts of ``--n-steps`` x ``--num-envs`` steps (4,096 by default), so
+``--total-timesteps`` is rounded up to a whole number of rollouts (150,000 -> 151,552).
+
 Outputs in ``--output``: ``args.json``, ``progress.csv`` and TensorBoard files (SB3 logger),
-``episodes.csv`` (training episode metrics), ``eval.csv`` (periodic evaluation),
-``checkpoints/last/`` (model + RNG state), ``agent/`` (the final agent, loadable with
-``agents.load_agent``) and ``results.csv`` (final table).
+``episodes.csv`` (training episode metrics), ``eval.csv`` (held-out evaluation of the agent, FIFO
+and Tiresias every ``--eval-every`` steps, at the end of a rollout, and of the final agent: its
+last row is the final table's), ``checkpoints/last/`` (model + RNG state), ``agent/`` (the final
+agent, loadable with ``agents.load_agent``) and ``results.csv`` (final table).
 """
 
 from __future__ import annotations
@@ -27,22 +32,26 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ProgressBarCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecNormalize
 
 import baselines
-from agents import ENV_KEYS, Agent, AgentPolicy, load_agent, make_model, save_agent
+from agents import ALGOS, ENV_KEYS, Agent, AgentPolicy, load_agent, make_model, save_agent
+from agents.threads import set_torch_threads
 from envs import EnvConfig, simulate
+from envs.engine import ACTION_MODES, REWARDS
 from envs.sb3 import GpuClusterVecEnv
 from traces import clusters, load_trace, synthetic, window
+from traces.clusters import ClusterSpec
 
 
 @dataclass
@@ -54,7 +63,7 @@ class Args:
     seed: int = 0
     """seed of everything: trace, envs, network initialisation, evaluation"""
     trace: str | None = None
-    """trace file (any format traces.load_trace reads); default: the synthetic generator"""
+    """trace file (any format traces.load_trace reads); none: the synthetic generator"""
     trace_jobs: int = 20_000
     """jobs of the synthetic trace (ignored with --trace)"""
     train_fraction: float = 0.7
@@ -118,22 +127,69 @@ class Args:
     """torch CPU threads (1 is fastest for these small networks on a laptop CPU)"""
 
 
+#: the allowed values of the flags that take one of a few
+CHOICES: dict[str, list[str]] = {
+    "cluster": sorted(clusters.PRESETS), "action_mode": list(ACTION_MODES), "reward": list(REWARDS),
+    "algo": sorted(ALGOS), "policy": ["slot", "mlp"],
+}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The description as written, and every flag's default."""
+
+
 def parse_args(argv: list[str] | None = None) -> Args:
     """Command-line flags from the :class:`Args` fields; help text from their docstrings."""
     docs: dict[str, str] = {}
     body = ast.parse(inspect.getsource(Args)).body[0].body
     for node, nxt in zip(body, [*body[1:], None], strict=True):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = nxt.value.value
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    parser = argparse.ArgumentParser(prog="python train.py", description=__doc__, formatter_class=HelpFormatter)
     for f in dataclasses.fields(Args):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=docs.get(f.name))
         else:
             kind = {"int": int, "float": float}.get(str(f.type), str)
-            parser.add_argument(flag, type=kind, default=f.default, help=docs.get(f.name))
+            parser.add_argument(flag, type=kind, default=f.default, choices=CHOICES.get(f.name), help=docs.get(f.name))
     return Args(**vars(parser.parse_args(argv)))
+
+
+def whole_rollouts(steps: int, rollout: int) -> int:
+    """``steps`` rounded up to whole rollouts: what PPO's ``learn(steps)`` trains."""
+    return -(-steps // rollout) * rollout if steps > 0 else 0
+
+
+#: policies that reduce to another in train.py's setting (rigid jobs, no CPU or network model),
+#: with the condition on the cluster and the reason, for the final table's footnotes
+REDUCTIONS: dict[str, tuple[str, Callable[[ClusterSpec], bool], str]] = {
+    "gavel_agnostic": ("gavel", lambda spec: len(spec.gpu_types) == 1,
+                       "one GPU type: every throughput is equal, so Gavel's LP is its agnostic twin"),
+    **{name: ("las", lambda spec: True, "no CPU or memory model: Synergy is its LAS GPU admission")
+       for name in ("synergy", "synergy_greedy", "synergy_proportional")},
+    "cassini": ("themis", lambda spec: True, "no network model: CASSINI returns its host Themis's decisions"),
+    "lyra": ("sjf", lambda spec: True, "no elastic jobs: Lyra is its SJF phase of base demands"),
+    "optimus": ("fjf", lambda spec: True,
+                "no elastic jobs: Optimus gives each job its request in arrival order, skipping what does not fit"),
+}
+
+
+def identical_footnotes(runs: dict[str, list[float]], spec: ClusterSpec) -> list[str]:
+    """One line per group of policies whose results are equal on every window and seed, naming
+    why where one policy structurally reduces to another here."""
+    groups: dict[tuple[float, ...], list[str]] = {}
+    for name, values in runs.items():
+        groups.setdefault(tuple(values), []).append(name)
+    notes = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        reasons = [REDUCTIONS[m][2] for m in members
+                   if m in REDUCTIONS and REDUCTIONS[m][0] in members and REDUCTIONS[m][1](spec)]
+        why = "; ".join(dict.fromkeys(reasons)) if reasons else "identical results in this setting"
+        notes.append(f"{' = '.join(sorted(members))}: {why}")
+    return notes
 
 
 class ResumableCSV(CSVOutputFormat):
@@ -159,8 +215,29 @@ def truncate_csv(path: Path, column: str, upto: int) -> None:
         df[df[column] <= upto].to_csv(path, index=False)
 
 
+class ProgressBar(BaseCallback):
+    """A plain tqdm bar of the steps of this ``learn`` call (SB3's own bar uses tqdm's
+    experimental rich front end, which warns on every use)."""
+
+    def _on_training_start(self) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.locals["total_timesteps"] - self.model.num_timesteps, unit="step", desc="train")
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.refresh()
+        self.bar.close()
+
+
 class TrainingMonitor(BaseCallback):
-    """Logs episode metrics, writes checkpoints, runs held-out evaluations, stops on a signal."""
+    """Logs episode metrics, writes checkpoints, runs held-out evaluations, stops on a signal.
+
+    Evaluations run at the start of a rollout, where the model has been updated on exactly
+    ``num_timesteps`` steps (mid-rollout, the policy still is the one of the last update)."""
 
     def __init__(self, args: Args, out: Path, env_config: EnvConfig, evaluate) -> None:
         super().__init__()
@@ -187,14 +264,25 @@ class TrainingMonitor(BaseCallback):
         if n >= self.next_checkpoint:
             save_checkpoint(self.model, self.out, self.training_env)
             self.next_checkpoint += self.args.checkpoint_every
-        if n >= self.next_eval:
-            table = self.evaluate(self.model, ["fifo", "tiresias"])
-            row = {"step": n, **{f"{p}_avg_jct": v for p, v in table.items()}}
-            append_rows(self.out / "eval.csv", [row])
-            for p, v in table.items():
-                self.logger.record(f"eval/{p}_avg_jct", v)
-            self.next_eval += self.args.eval_every
         return not self.stop_requested
+
+    def _on_rollout_start(self) -> None:
+        n = self.model.num_timesteps
+        if n >= self.next_eval:
+            self.log_evaluation(n, self.evaluate(self.model, EVAL_BASELINES))
+            while self.next_eval <= n:
+                self.next_eval += self.args.eval_every
+
+    def log_evaluation(self, step: int, runs: dict[str, list[float]]) -> None:
+        """One row of ``eval.csv``: mean avg JCT of the agent and :data:`EVAL_BASELINES`."""
+        table = {p: float(np.mean(runs[p])) for p in ("agent", *EVAL_BASELINES)}
+        append_rows(self.out / "eval.csv", [{"step": step, **{f"{p}_avg_jct": v for p, v in table.items()}}])
+        for p, v in table.items():
+            self.logger.record(f"eval/{p}_avg_jct", v)
+
+
+#: the baselines of the periodic evaluation (beside the agent)
+EVAL_BASELINES = ("fifo", "tiresias")
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:
@@ -243,7 +331,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             sys.exit(f"{out} already holds a run; continue it with --resume {out} or choose another --output")
         out.mkdir(parents=True, exist_ok=True)
         (out / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
-    torch.set_num_threads(args.torch_threads)
+    set_torch_threads(args.torch_threads)
     set_random_seed(args.seed)
     started = time.time()
 
@@ -277,23 +365,22 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     venv = GpuClusterVecEnv(args.num_envs, seed=args.seed, config=env_config)
     train_env = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=args.gamma) if args.normalize_reward else venv
 
-    def evaluate(policy_source, names: list[str]) -> dict[str, float]:
-        """Mean avg JCT on the held-out windows and seeds: the agent (a model or an Agent) and the
-        named baselines, each through envs.simulate."""
+    def evaluate(policy_source, names) -> dict[str, list[float]]:
+        """Avg JCT on every held-out window and seed (window-major): the agent (a model or an
+        Agent, deterministic actions) and the named baselines, each through envs.simulate."""
         results = {}
         if policy_source is not None:
             agent = policy_source if isinstance(policy_source, Agent) else Agent(
                 policy_source, args.algo, args.policy, {k: getattr(env_config, k) for k in ENV_KEYS})
-            results["agent"] = mean_jct(lambda: AgentPolicy(agent), args.known_durations)
+            results["agent"] = jcts(lambda: AgentPolicy(agent), args.known_durations)
         for name in names:
             oracle = baselines.get(name).needs_durations
-            results[name] = mean_jct(lambda name=name: baselines.get(name), oracle or args.known_durations)
+            results[name] = jcts(lambda name=name: baselines.get(name), oracle or args.known_durations)
         return results
 
-    def mean_jct(make_policy, known: bool) -> float:
-        jcts = [simulate(w, spec, make_policy(), known_durations=known, seed=args.seed + s).metrics["avg_jct"]
+    def jcts(make_policy, known: bool) -> list[float]:
+        return [float(simulate(w, spec, make_policy(), known_durations=known, seed=args.seed + s).metrics["avg_jct"])
                 for w in eval_windows for s in range(args.eval_seeds)]
-        return float(np.mean(jcts))
 
     # ---------------------------------------------------------------- model (fresh or resumed)
     hyper = dict(n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs,
@@ -310,7 +397,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         state = pickle.loads((last / "state.pkl").read_bytes())
         for rng, s in zip(venv.engine.rngs, state["env_rngs"], strict=True):
             rng.bit_generator.state = s
-        venv._seed = None  # keep the restored streams on the reset below
+        venv.seed(None)  # keep the restored streams on the reset below
         np.random.set_state(state["numpy"])  # noqa: NPY002
         torch.set_rng_state(state["torch"])
         model.num_timesteps = state["num_timesteps"]
@@ -333,17 +420,25 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     signal.signal(signal.SIGTERM, request_stop)
 
     # ---------------------------------------------------------------- learn
-    remaining = args.total_timesteps - model.num_timesteps
+    # PPO learns in whole rollouts: ask for what it will train, so the progress bar's total is true
+    rollout = args.n_steps * args.num_envs
+    remaining = whole_rollouts(args.total_timesteps - model.num_timesteps, rollout)
     if remaining > 0:
-        model.learn(remaining, callback=CallbackList([monitor, ProgressBarCallback()]), reset_num_timesteps=False)
+        print(f"training {remaining:,} steps ({args.total_timesteps - model.num_timesteps:,} rounded up to whole "
+              f"rollouts of {args.n_steps} steps x {args.num_envs} envs)")
+        model.learn(remaining, callback=CallbackList([monitor, ProgressBar()]), reset_num_timesteps=False)
     save_checkpoint(model, out, venv)
     agent_dir = save_agent(model, out / "agent", algo=args.algo, policy=args.policy, env_config=env_config)
+    trained = time.time()
     if monitor.stop_requested:
         print(f"stopped at step {model.num_timesteps}; continue with: python train.py --resume {out}")
         return pd.DataFrame()
 
     # ---------------------------------------------------------------- final table
-    table = evaluate(load_agent(agent_dir), baselines.names())
+    runs = evaluate(load_agent(agent_dir), baselines.names())
+    table = {p: float(np.mean(v)) for p, v in runs.items()}
+    if not eval_logged_at(out / "eval.csv", model.num_timesteps):
+        monitor.log_evaluation(model.num_timesteps, runs)  # eval.csv's last row: this table's agent
     rows = [{"policy": p, "avg_jct": v} for p, v in table.items()]
     results = pd.DataFrame(rows).sort_values("avg_jct").reset_index(drop=True)
     best = results[results.policy != "agent"].iloc[0]
@@ -353,10 +448,27 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
           f"{args.num_jobs} jobs each, on {spec!r} (durations {'known' if args.known_durations else 'hidden'}; "
           f"sjf/srtf always use them)")
     print(results.to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
+    notes = identical_footnotes(runs, spec)
+    if notes:
+        print("\nidentical on every window and seed:")
+        for note in notes:
+            print(f"  {note}")
     agent_jct = table["agent"]
+    done = time.time()
     print(f"\nagent avg JCT {agent_jct:,.0f} s = {agent_jct / best['avg_jct']:.3f} x the best baseline "
-          f"({best['policy']}, {best['avg_jct']:,.0f} s); {model.num_timesteps} steps in {time.time() - started:,.0f} s")
+          f"({best['policy']}, {best['avg_jct']:,.0f} s), after {model.num_timesteps:,} training steps; "
+          f"eval.csv's last row is this agent")
+    print(f"time: {trained - started:,.0f} s setting up and training (periodic evaluations included), "
+          f"{done - trained:,.0f} s judging {len(table)} policies, {done - started:,.0f} s in all")
     return results
+
+
+def eval_logged_at(path: Path, step: int) -> bool:
+    """Whether ``eval.csv`` already ends with the evaluation at ``step`` (a finished run resumed)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    steps = pd.read_csv(path)["step"]
+    return len(steps) > 0 and int(steps.iloc[-1]) == step
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.networks import SlotExtractor, SlotPolicy, SlotScorePolicy
+from agents.threads import ensure_torch_threads, set_torch_threads
 from envs.core import EMPTY
 from envs.engine import SLOT_FEATURES, EnvConfig, VectorEngine, observation_size
 from envs.policy import ClusterView, Policy, Priority
@@ -26,8 +27,8 @@ ALGOS = {"maskable_ppo": MaskablePPO, "ppo": PPO}
 ENV_KEYS = ("max_slots", "known_durations", "action_mode", "preemption", "round_length", "restart_overhead",
             "reward", "reward_scale")
 
-__all__ = ["ALGOS", "Agent", "AgentPolicy", "SlotExtractor", "SlotPolicy", "SlotScorePolicy", "load_agent", "make_model",
-           "policy_kwargs_for", "save_agent"]
+__all__ = ["ALGOS", "Agent", "AgentPolicy", "SlotExtractor", "SlotPolicy", "SlotScorePolicy",
+           "ensure_torch_threads", "load_agent", "make_model", "policy_kwargs_for", "save_agent", "set_torch_threads"]
 
 
 def policy_kwargs_for(env_config: EnvConfig, hidden: int = 64) -> dict:
@@ -39,7 +40,9 @@ def make_model(algo: str, policy: str, venv, env_config: EnvConfig, *, seed: int
                policy_extra: dict | None = None, **hyperparameters) -> BaseAlgorithm:
     """A fresh SB3 model: ``algo`` in :data:`ALGOS`, ``policy`` ``"slot"`` (:class:`SlotPolicy` with
     ``maskable_ppo`` in pick mode, :class:`SlotScorePolicy` with ``ppo`` in priority mode) or
-    ``"mlp"`` (SB3's ``MlpPolicy``, the reference agent)."""
+    ``"mlp"`` (SB3's ``MlpPolicy``, the reference agent). Sets torch's threads for small networks
+    (:mod:`agents.threads`)."""
+    ensure_torch_threads()
     if algo not in ALGOS:
         raise ValueError(f"unknown algorithm {algo!r}; choose from {sorted(ALGOS)}")
     if policy == "slot":
@@ -81,7 +84,9 @@ def save_agent(model: BaseAlgorithm, path: str | Path, *, algo: str, policy: str
 
 
 def load_agent(path: str | Path) -> Agent:
-    """Load an agent folder written by :func:`save_agent` (clear error if it is not one)."""
+    """Load an agent folder written by :func:`save_agent` (clear error if it is not one). Sets
+    torch's threads for small networks (:mod:`agents.threads`)."""
+    ensure_torch_threads()
     path = Path(path)
     meta_file = path / "agent.json"
     if not meta_file.is_file() or not (path / "model.zip").is_file():
@@ -114,6 +119,7 @@ class AgentPolicy(Policy):
     """
 
     def __init__(self, agent: Agent | str | Path, *, deterministic: bool = True) -> None:
+        ensure_torch_threads()
         self.agent = agent if isinstance(agent, Agent) else load_agent(agent)
         self.name = f"agent:{Path(agent).name}" if not isinstance(agent, Agent) else "agent"
         self.deterministic = deterministic

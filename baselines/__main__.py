@@ -1,8 +1,9 @@
 """Replay a trace under a scheduler and print its metrics.
 
-    python -m baselines                                    # synthetic default, FIFO, 64 GPUs
-    python -m baselines --policy tiresias --load 1.2 --num-jobs 5000
-    python -m baselines --trace ../shared/traces/philly/pollux_philly.csv.gz --cluster philly
+Default: 2,000 synthetic Philly-like jobs at offered load 0.9 on the ``small`` cluster (8 nodes
+x 8 V100, 64 GPUs), under FIFO. A trace file is replayed from its start: ``--num-jobs`` jobs
+rescaled to ``--load`` on the cluster (``--num-jobs 0 --load none``: the whole trace at its own
+arrivals).
 """
 
 from __future__ import annotations
@@ -35,17 +36,41 @@ class ReplayArgs:
     """the simulator's settings (``--restart-overhead`` sets its restart overhead)"""
 
 
+EXAMPLES = """examples:
+  python -m baselines --policy tiresias                  # the synthetic default
+  python -m baselines --policy tiresias --load 1.2 --num-jobs 5000
+  python -m baselines --policy fifo --trace ../shared/traces/philly/pollux_philly.csv.gz --cluster small \\
+      --num-jobs 5000 --load 1.0                         # Philly's first 5,000 jobs, contending for 64 GPUs
+"""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The description and examples as written, and every option's default."""
+
+
+def _load(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
 def parse(argv: list[str] | None = None) -> ReplayArgs:
-    parser = argparse.ArgumentParser(prog="python -m baselines", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    """:class:`ReplayArgs` from the command line."""
+    parser = argparse.ArgumentParser(prog="python -m baselines", description=__doc__, epilog=EXAMPLES,
+                                     formatter_class=HelpFormatter)
     defaults = ReplayArgs()
-    parser.add_argument("--trace", default=defaults.trace)
-    parser.add_argument("--cluster", default=defaults.cluster, choices=sorted(clusters.PRESETS))
-    parser.add_argument("--policy", default=defaults.policy)
-    parser.add_argument("--num-jobs", type=int, default=defaults.num_jobs)
-    parser.add_argument("--load", type=lambda s: None if s.lower() == "none" else float(s), default=defaults.load)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--restart-overhead", type=float, default=defaults.sim.restart_overhead)
+    parser.add_argument("--trace", default=defaults.trace, metavar="FILE",
+                        help="trace file (any format traces.load_trace reads); none: the synthetic generator")
+    parser.add_argument("--cluster", default=defaults.cluster, choices=sorted(clusters.PRESETS),
+                        help="cluster preset (traces.clusters.PRESETS)")
+    parser.add_argument("--policy", default=defaults.policy, choices=baselines.names(), metavar="NAME",
+                        help="scheduler, one of: " + ", ".join(baselines.names()))
+    parser.add_argument("--num-jobs", type=int, default=defaults.num_jobs,
+                        help="jobs to replay: a window from the start of the trace (0: the whole trace)")
+    parser.add_argument("--load", type=_load, default=defaults.load,
+                        help="target offered load of the jobs on the cluster ('none': a trace's own arrivals)")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seed of the synthetic trace and of the model draw for jobs without one")
+    parser.add_argument("--restart-overhead", type=float, default=defaults.sim.restart_overhead, metavar="SECONDS",
+                        help="seconds a preempted or resized job loses when it restarts (SimConfig.restart_overhead)")
     args = vars(parser.parse_args(argv))
     sim = defaults.sim.replace(restart_overhead=args.pop("restart_overhead"))
     return ReplayArgs(**args, sim=sim)

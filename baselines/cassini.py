@@ -100,8 +100,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from baselines.base import EMPTY, Baseline, BaselineKnobs, greedy_allocation
+from baselines.base import EMPTY, Baseline, BaselineKnobs
 from envs.core.coupling import iteration_factor
+from envs.lowering import allocation
 from envs.placement import consolidate_first
 from envs.policy import Allocation, ClusterView, Priority
 
@@ -305,17 +306,7 @@ class Cassini(Baseline):
         E = view.num_envs
         preempt = np.broadcast_to(np.asarray(decision.preempt, dtype=bool), (E,))
         scores = np.asarray(decision.scores, dtype=np.float64)
-        got = greedy_allocation(view, scores, backfill=decision.backfill, preempt=preempt)
-        if got is None:  # several GPU types: the core's greedy (read-only without start_now)
-            n = np.where(run, view.allocated, 0)
-            t = view.gpu_type.copy()
-            for flag in (True, False):
-                group = preempt == flag
-                if group.any():
-                    n_g, t_g = view.greedy(scores, backfill=decision.backfill, preempt=flag, envs=group)
-                    n = np.where(group[:, None], n_g, n)
-                    t = np.where(group[:, None], t_g, t)
-            got = (n, t)
+        got = allocation(view, scores, backfill=decision.backfill, preempt=preempt)
         n, t = got
         return np.asarray(n, dtype=np.int64), np.where(n > 0, t, view.gpu_type), {}
 

@@ -98,6 +98,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from baselines.base import EMPTY, Baseline, BaselineKnobs, rows, take_in_order
+from baselines.solver_output import quiet
 from envs.policy import Allocation, ClusterView
 
 __all__ = [
@@ -149,7 +150,8 @@ def max_min(a: np.ndarray, scale: np.ndarray, capacity: np.ndarray, feasible: np
     bounds = np.column_stack([np.zeros(nx + 1), ub])
     c = np.zeros(nx + 1)
     c[-1] = -1.0
-    res = linprog(c, A_ub=A, b_ub=b, bounds=bounds, method="highs")
+    with quiet():
+        res = linprog(c, A_ub=A, b_ub=b, bounds=bounds, method="highs")
     if res.status != 0 or res.x is None:  # never seen; fall back to a feasible allocation
         warnings.warn(f"gavel: the max-min LP failed ({res.message}); using the isolated allocation",
                       RuntimeWarning, stacklevel=2)
@@ -160,7 +162,8 @@ def max_min(a: np.ndarray, scale: np.ndarray, capacity: np.ndarray, feasible: np
     if efficient and z > 0:
         bounds[-1, 0] = z * (1.0 - 1e-7)
         c2 = np.append(-a.ravel(), 0.0)
-        res2 = linprog(c2, A_ub=A, b_ub=b, bounds=bounds, method="highs")
+        with quiet():
+            res2 = linprog(c2, A_ub=A, b_ub=b, bounds=bounds, method="highs")
         if res2.status == 0 and res2.x is not None:
             x = res2.x
     X = np.clip(x[:nx].reshape(M, T), 0.0, 1.0)

@@ -105,6 +105,7 @@ from typing import ClassVar
 import numpy as np
 
 from baselines.base import Baseline, BaselineKnobs, order_scores, serve_order
+from envs.lowering import fastest_with_room
 from envs.policy import Allocation, ClusterView, Priority
 
 _NO_JOB = np.iinfo(np.int64).max
@@ -446,7 +447,7 @@ class Lucid(Baseline):
             if alone.any():
                 xe, xs, xg = ed[alone], s[alone], gd[alone]
                 room = free_t[xe] >= xg[:, None]
-                k = np.where(room, spd[model[xe, xs]], -np.inf).argmax(axis=1)
+                k = fastest_with_room(room, spd[model[xe, xs]])
                 free_t[xe, k] -= xg
                 n[xe, xs] = xg
                 t[xe, xs] = k

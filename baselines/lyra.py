@@ -66,11 +66,12 @@ import numpy as np
 
 from baselines.base import EMPTY, Baseline, BaselineKnobs, order_scores
 from baselines.heet import consolidated
+from envs.lowering import serve_in_order
 from envs.policy import Allocation, ClusterView
 
 _NO_JOB = np.iinfo(np.int64).max
 
-__all__ = ["Lyra", "mckp", "serve_in_order"]
+__all__ = ["Lyra", "mckp"]
 
 
 def mckp(values: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,39 +112,6 @@ def mckp(values: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray, np.ndarr
         out[:, g] = k
         left = left - k
     return out, dp[rows, capacity]
-
-
-def serve_in_order(view: ClusterView, scores: np.ndarray, cand: np.ndarray, size: np.ndarray,
-                   cap: np.ndarray, allowed: np.ndarray, pref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Serve the ``cand`` slots in decreasing ``scores`` (ties to the earlier job), each on
-    ``size`` GPUs of the ``allowed`` (``(E, S, T)``) type with room that maximises ``pref``
-    (``(E, S, T)``), skipping those that fit nowhere. ``cap`` is ``(E, T)`` free GPUs.
-
-    One pass per served job (vectorised over envs). Returns ``(n, t, cap_left)``.
-    """
-    E, S = size.shape
-    n = np.zeros((E, S), dtype=np.int64)
-    t = np.zeros((E, S), dtype=np.int64)
-    cap = np.array(cap, dtype=np.int64, copy=True)
-    cand = cand.copy()
-    job = view.job
-    while True:
-        room = allowed & (cap[:, None, :] >= size[:, :, None])
-        fits = cand & room.any(axis=2)
-        cand &= fits  # capacity only shrinks: what does not fit now never will in this pass
-        if not fits.any():
-            break
-        sc = np.where(fits, scores, -np.inf)
-        tie = fits & (sc == sc.max(axis=1, keepdims=True))
-        e = np.flatnonzero(fits.any(axis=1))
-        s = np.where(tie, job, _NO_JOB).argmin(axis=1)[e]
-        k = np.where(room[e, s], pref[e, s], -np.inf).argmax(axis=1)
-        r = size[e, s]
-        cap[e, k] -= r
-        n[e, s] = r
-        t[e, s] = k
-        cand[e, s] = False
-    return n, t, cap
 
 
 class Lyra(Baseline):
@@ -200,7 +168,6 @@ class Lyra(Baseline):
         active = st != EMPTY
         if not active.any():
             return None
-        E, S = st.shape
         T = len(view.capacity)
         run = view.running
         wait = view.waiting
@@ -222,7 +189,7 @@ class Lyra(Baseline):
                 t_cur = np.where(r_cur > 0, rem / r_cur, np.inf)
             cand = run & over[:, None]
             scores = order_scores(view, [base, t_cur], cand)
-            n_k, _t, _c = serve_in_order(view, scores, cand, base, cap, onehot, np.zeros((E, S, T)))
+            n_k, _t, _c = serve_in_order(scores, cand, base, cap, view.job, allowed=onehot)
             keep = np.where(over[:, None], n_k > 0, run)
         n = np.where(keep, base, 0)
         t = np.where(keep, cur_t, 0)
@@ -235,8 +202,7 @@ class Lyra(Baseline):
             with np.errstate(divide="ignore"):
                 sjf = np.where(cand, rem / rate.max(axis=2), np.inf)
             scores = order_scores(view, [sjf], cand)
-            allowed = np.ones((E, S, T), dtype=bool)
-            n_w, t_w, left = serve_in_order(view, scores, cand, base, left, allowed, rate)
+            n_w, t_w, left = serve_in_order(scores, cand, base, left, view.job, rate)
             n = np.where(n_w > 0, n_w, n)
             t = np.where(n_w > 0, t_w, t)
 

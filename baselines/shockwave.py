@@ -122,6 +122,7 @@ import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from baselines.base import EMPTY, Baseline, BaselineKnobs, order_scores
+from baselines.solver_output import quiet
 from envs.core.rates import growth_multiplier
 from envs.policy import ClusterView, Priority
 
@@ -267,9 +268,10 @@ def plan_window(gpus: np.ndarray, capacity: int, remaining: np.ndarray, progress
     lb = np.concatenate([np.zeros(nx + N), np.full(N, v[0]), [0.0]])
     ub = np.concatenate([np.ones(nx), 1.0 - progress, np.zeros(N), [np.inf]])
     integrality = np.concatenate([np.ones(nx), np.zeros(nv - nx)])
-    res = milp(c, integrality=integrality, bounds=Bounds(lb, ub),
-               constraints=LinearConstraint(A, np.concatenate(lo), np.concatenate(hi)),
-               options=_options(time_limit, mip_rel_gap, node_limit))
+    with quiet():
+        res = milp(c, integrality=integrality, bounds=Bounds(lb, ub),
+                   constraints=LinearConstraint(A, np.concatenate(lo), np.concatenate(hi)),
+                   options=_options(time_limit, mip_rel_gap, node_limit))
     if res.x is None:
         return None
     x = res.x[:nx].reshape(N, R) > 0.5
@@ -328,8 +330,9 @@ def rank_window(x: np.ndarray, priority: np.ndarray, gpus: np.ndarray, capacity:
                    sp.csr_matrix((gpus[idx][jr], (rr, np.arange(nv))), shape=(R, nv))])
     lo = np.concatenate([n[idx], np.full(R, -np.inf)])
     hi = np.concatenate([n[idx], np.full(R, cap)])
-    res = milp(cost, integrality=np.ones(nv), bounds=Bounds(0, 1), constraints=LinearConstraint(A, lo, hi),
-               options=_options(time_limit, mip_rel_gap, node_limit))
+    with quiet():
+        res = milp(cost, integrality=np.ones(nv), bounds=Bounds(0, 1), constraints=LinearConstraint(A, lo, hi),
+                   options=_options(time_limit, mip_rel_gap, node_limit))
     if res.x is None:
         return x
     y = res.x.reshape(m, R) > 0.5

@@ -90,6 +90,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix
 
 from baselines.base import Baseline, BaselineKnobs
+from baselines.solver_output import quiet
 from envs.policy import Allocation, ClusterView
 
 #: Largest fairness-powered goodput (the artifact's ``sia_goodput_clip_val``).
@@ -192,9 +193,10 @@ def solve_configs(score: np.ndarray, valid: np.ndarray, gpus: np.ndarray, gpu_ty
     vals = np.concatenate([np.ones(len(j)), gpus[j, c].astype(np.float64)])
     A = csr_matrix((vals, (rows, cols)), shape=(J + T, len(j)))
     upper = np.concatenate([np.ones(J), np.asarray(capacity, dtype=np.float64)])
-    res = milp(cost, integrality=np.ones(len(j)), bounds=Bounds(lb, np.ones(len(j))),
-               constraints=LinearConstraint(A, -np.inf, upper),
-               options={"time_limit": float(time_limit), "mip_rel_gap": float(mip_rel_gap), "disp": False})
+    with quiet():
+        res = milp(cost, integrality=np.ones(len(j)), bounds=Bounds(lb, np.ones(len(j))),
+                   constraints=LinearConstraint(A, -np.inf, upper),
+                   options={"time_limit": float(time_limit), "mip_rel_gap": float(mip_rel_gap), "disp": False})
     if res.x is None:
         return None
     on = res.x > 0.5

@@ -81,11 +81,11 @@ from baselines.base import (
     EMPTY,
     Baseline,
     BaselineKnobs,
-    greedy_allocation,
     order_scores,
     serve_order,
 )
 from envs import placement
+from envs.lowering import allocation
 from envs.policy import Allocation, ClusterView, Priority
 from traces import models
 
@@ -252,34 +252,6 @@ def _shrink(e, row, c, mm, P, pc, pm, jfc, jfm, done, job, cfree, mfree) -> None
     pm[e] = np.where(take, pm[e] - sur_m, pm[e])
 
 
-def _admit_multi(view: ClusterView, scores: np.ndarray, preempt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The core's greedy gang admission (:meth:`envs.core.ClusterCore.greedy` with backfill) on a
-    cluster with several GPU types, one serving rank at a time across envs."""
-    st = view.status
-    run = view.running
-    cand = (st != EMPTY) & (scores > -np.inf) & (preempt[:, None] | view.waiting)
-    cap = np.where(preempt[:, None], view.capacity[None, :], view.free_per_type()).astype(np.int64)
-    n = np.where(preempt[:, None] | ~run, 0, view.allocated).astype(np.int64)
-    t = np.array(view.gpu_type, dtype=np.int64)
-    order = serve_order(view, scores, cand)
-    counts = cand.sum(axis=1)
-    speed = view.speed
-    for r in range(int(counts.max(initial=0))):
-        e = np.flatnonzero(counts > r)
-        s = order[e, r]
-        req = view.gpus[e, s]
-        room = cap[e] >= req[:, None]
-        ok = room.any(axis=1)
-        e, s, req, room = e[ok], s[ok], req[ok], room[ok]
-        cur = view.gpu_type[e, s]
-        keep = run[e, s] & room[np.arange(len(e)), cur]
-        k = np.where(keep, cur, np.where(room, speed[view.model[e, s]], -np.inf).argmax(axis=1))
-        cap[e, k] -= req
-        n[e, s] = req
-        t[e, s] = k
-    return n, t
-
-
 class Synergy(Baseline):
     """GPU admission by LAS (or FIFO); CPUs and memory by Synergy-TUNE, -GREEDY or GPU-proportional."""
 
@@ -327,8 +299,7 @@ class Synergy(Baseline):
         if not replan.any():
             return None
         # 1. GPU admission by the host order (preemptive at round boundaries)
-        got = greedy_allocation(view, scores, preempt=boundary)
-        n_adm, t_adm = got if got is not None else _admit_multi(view, scores, boundary)
+        n_adm, t_adm = allocation(view, scores, preempt=boundary)
         run = view.running
         admitted = replan[:, None] & (n_adm > 0)
         kept = admitted & run & (t_adm == view.gpu_type)

@@ -1,5 +1,6 @@
 """Simulation core, whole-trace replay and the GpuCluster Gymnasium environments."""
 
+from envs.config import SimConfig
 from envs.core import AllocationError, ClusterCore
 from envs.policy import Allocation, ClusterView, Policy, Priority
 from envs.simulate import SimulationResult, simulate
@@ -12,6 +13,7 @@ __all__ = [
     "ClusterView",
     "Policy",
     "Priority",
+    "SimConfig",
     "SimulationResult",
     "Workload",
     "make_workload",

@@ -35,6 +35,7 @@ from envs import metrics
 from envs.config import FIELDS as SIM_FIELDS
 from envs.config import SimConfig
 from envs.core import EMPTY, RUNNING, WAITING, ClusterCore
+from envs.lowering import fastest_with_room
 from envs.policy import ClusterView, Priority
 from envs.workload import Workload, make_workload
 from traces import clusters, models
@@ -423,8 +424,9 @@ class VectorEngine:
         req = c.s_gpus[e, s]
         free_t = c.free_per_type()[e]
         room = free_t >= req[:, None]
-        fastest = np.where(room, c.speed[c.s_model[e, s]], -np.inf).argmax(axis=1)
-        t = fastest
+        # a re-picked job keeps its previous type when it has room (else: the fastest with room)
+        keep = None if self.prev_place is None else np.where(self.repick[e, s], self.prev_t[e, s], -1)
+        t = fastest_with_room(room, c.speed[c.s_model[e, s]], keep)
         take = None
         in_place = None
         until = None
@@ -432,7 +434,6 @@ class VectorEngine:
             rep = self.repick[e, s]
             prev = self.prev_place[e, s]
             same = rep & (prev <= c.free[e]).all(axis=1)
-            t = np.where(rep & room[np.arange(len(e)), self.prev_t[e, s]], self.prev_t[e, s], fastest)
             # a new placement avoids the nodes that un-picked re-pick candidates still hope for
             reserved = (self.prev_place[e] * (self.repick[e] & (c.s_status[e] == WAITING))[:, :, None]).sum(axis=1)
             reserved -= np.where(rep[:, None], prev, 0)

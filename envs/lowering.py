@@ -1,33 +1,37 @@
 """Lowering: turning a ranked list or an allocation into what the core executes.
 
-A :class:`~envs.policy.Priority` is a ranking; the core serves it with its greedy gang allocator
-(jobs in decreasing score, ties to the earlier job, each on its requested GPU count, backfilling
-what fits). The functions here compute what that serving would give without changing anything,
-so that drivers and policies can reason about a ranking before it is carried out:
+A :class:`~envs.policy.Priority` is a ranking; the core serves it with the greedy gang allocator
+defined here (:func:`serve_in_order`: jobs in decreasing score, ties to the earlier job, each on
+its requested GPU count on the fastest GPU type with room, backfilling what fits). The core, the
+drivers and every baseline serve through it, so the rule exists once:
 
+- :func:`fastest_with_room`: the GPU type a served job goes to;
+- :func:`serve_in_order`: the greedy itself, on plain arrays (one pass per served job, or a few
+  prefix sums on a single GPU type);
 - :func:`serve_order`: the slots in greedy serving order;
 - :func:`take_in_order`: which candidates a greedy pass over an order takes (prefix sums);
-- :func:`greedy_allocation`: the exact allocation of a ``Priority`` on a single-type cluster,
-  in a few vectorised passes; :func:`allocation`: the same on any cluster (the core's own greedy
-  where there are several GPU types);
+- :func:`allocation`: the exact allocation serving a ``Priority`` would give, read from the view
+  (:func:`greedy_allocation`: the same, only on a single-type cluster);
 - :func:`lower`: the cheapest exact form of a decision for :func:`envs.policy.execute`
   (``None`` when nothing would change, an ``Allocation`` for a preemptive ``Priority``).
 
-Everything is read-only on the :class:`~envs.policy.ClusterView` and works on the leading env
-axis.
+Everything is read-only and works on the leading env axis.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from envs.core import EMPTY, RUNNING, WAITING
+from envs.core import EMPTY, WAITING
 from envs.policy import Allocation, ClusterView, Priority
 
 #: sorts after every job position (slots that are not candidates)
 NO_JOB = np.iinfo(np.int64).max
 
-__all__ = ["NO_JOB", "allocation", "greedy_allocation", "lower", "rows", "serve_order", "take_in_order"]
+__all__ = ["NO_JOB", "allocation", "fastest_with_room", "greedy_allocation", "lower", "rows", "serve_in_order",
+           "serve_order", "take_in_order"]
 
 _ROWS: dict[int, np.ndarray] = {}
 
@@ -40,13 +44,160 @@ def rows(E: int) -> np.ndarray:
     return r
 
 
+def fastest_with_room(room: np.ndarray, prefer: np.ndarray | None = None,
+                      keep: np.ndarray | None = None) -> np.ndarray:
+    """``(K,)`` the GPU type each of ``K`` jobs goes to: among the types with ``room``
+    (``(K, T)`` bool), the one that maximises ``prefer`` (``(K, T)``, typically the speed of the
+    job's model on each type; ``None``: the first type with room), ties to the lower index;
+    but ``keep`` (``(K,)`` type index, -1 none) where that type has room, so a running job that
+    is served again stays where it is. Rows without room get an arbitrary type."""
+    if prefer is None:
+        k = room.argmax(axis=1)
+    else:
+        k = np.where(room, prefer, -np.inf).argmax(axis=1)
+    if keep is None:
+        return k
+    stay = (keep >= 0) & room[np.arange(len(k)), np.maximum(keep, 0)]
+    return np.where(stay, keep, k)
+
+
+def _order(scores: np.ndarray, cand: np.ndarray, job: np.ndarray) -> np.ndarray:
+    """``(E, S)`` slots in serving order: candidates by decreasing score, ties to the earlier job
+    (``job``, the position in the workload), then the non-candidates."""
+    rws = rows(cand.shape[0])
+    order = np.argsort(np.where(cand, job, NO_JOB), axis=1, kind="stable")
+    key = np.where(cand, -scores, np.inf)[rws, order]
+    return order[rws, np.argsort(key, axis=1, kind="stable")]
+
+
 def serve_order(view: ClusterView, scores: np.ndarray, cand: np.ndarray) -> np.ndarray:
     """``(E, S)`` slot indices in greedy serving order: candidates by decreasing score, ties to
     the earlier job, then the non-candidates."""
-    rws = rows(cand.shape[0])
-    order = np.argsort(np.where(cand, view.job, NO_JOB), axis=1, kind="stable")
-    key = np.where(cand, -scores, np.inf)[rws, order]
-    return order[rws, np.argsort(key, axis=1, kind="stable")]
+    return _order(scores, cand, view.job)
+
+
+#: ``each(e, s, t, n)`` of :func:`serve_in_order`: the jobs one serving pass chose
+ServeHook = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+
+#: serving passes above which prefix sums beat one pass per served job (sorting costs a few passes)
+PREFIX_PASSES = 2
+
+
+def serve_in_order(
+    scores: np.ndarray,
+    cand: np.ndarray,
+    size: np.ndarray,
+    cap: np.ndarray,
+    job: np.ndarray,
+    prefer: np.ndarray | None = None,
+    *,
+    allowed: np.ndarray | None = None,
+    keep: np.ndarray | None = None,
+    backfill: bool = True,
+    each: ServeHook | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The greedy gang allocator: serve the ``cand`` slots (``(E, S)`` bool) in decreasing
+    ``scores``, ties to the earlier ``job`` (``(E, S)`` workload positions), each on ``size``
+    (``(E, S)``, at least 1) GPUs of one type, taken from ``cap`` (``(E, T)`` GPUs of each type available).
+
+    A served job goes to :func:`fastest_with_room` among the ``allowed`` types (``(E, S, T)``
+    bool, default all) by ``prefer`` (``(E, S, T)``, default: the first type with room), or
+    stays on ``keep`` (``(E, S)`` type index, -1 none) when it has room. ``backfill`` skips jobs
+    that fit nowhere and serves later ones; without it an env stops at the first job that does
+    not fit (strict head-of-line). ``each(e, s, t, n)`` is called after every serving pass with
+    the jobs served in it (at most one per env, envs ascending), in serving order, so a caller
+    can start them as they are chosen.
+
+    Returns ``(n, t, cap_left)``: ``n`` the GPUs given (0: not served), ``t`` the type (-1: not
+    served), ``cap_left`` what remains of ``cap``. One pass per served job, vectorised over envs;
+    on a single type (``allowed`` not given) where more than :data:`PREFIX_PASSES` jobs may be
+    served, prefix sums instead (:func:`take_in_order`): the same result in a few passes.
+    """
+    E, S = cand.shape
+    cap = np.array(cap, dtype=np.int64, copy=True)
+    n = np.zeros((E, S), dtype=np.int64)
+    t = np.full((E, S), -1, dtype=np.int64)
+    most = np.minimum(cand.sum(axis=1), np.maximum(cap, 0).sum(axis=1)).max(initial=0)  # jobs served, at most
+    if most <= 0:
+        return n, t, cap
+    if most > PREFIX_PASSES and cap.shape[1] == 1 and allowed is None:
+        return _serve_one_type(scores, cand, size, cap, job, backfill, each)
+    cand = np.array(cand, dtype=bool, copy=True)
+    job = np.where(cand, job, NO_JOB)
+    env = np.arange(E)
+    live = cand.any(axis=1)
+    while live.any():
+        room = cap[:, None, :] >= size[:, :, None]  # (E, S, T)
+        if allowed is not None:
+            room &= allowed
+        fits = cand & room.any(axis=2)
+        pool = fits if backfill else cand
+        best = np.where(pool, scores, -np.inf).max(axis=1)
+        tie = pool & (scores == best[:, None])
+        s = np.where(tie, job, NO_JOB).argmin(axis=1)
+        ok = live & tie.any(axis=1) & fits[env, s]
+        live &= ok if not backfill else tie.any(axis=1)
+        if not ok.any():
+            break
+        e = np.flatnonzero(ok)
+        s = s[e]
+        r = size[e, s]
+        k = fastest_with_room(room[e, s], None if prefer is None else prefer[e, s],
+                              None if keep is None else keep[e, s])
+        cap[e, k] -= r
+        n[e, s] = r
+        t[e, s] = k
+        if each is not None:
+            each(e, s, k, r)
+        cand[e, s] = False
+        job[e, s] = NO_JOB
+    return n, t, cap
+
+
+def _serve_one_type(scores: np.ndarray, cand: np.ndarray, size: np.ndarray, cap: np.ndarray,
+                    job: np.ndarray, backfill: bool, each: ServeHook | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`serve_in_order` on one GPU type, by prefix sums."""
+    E, _S = cand.shape
+    t = np.full(cand.shape, -1, dtype=np.int64)
+    order = _order(scores, cand, job)
+    took = take_in_order(order, size, cand, cap[:, 0], backfill=backfill)
+    n = np.where(took, size, 0).astype(np.int64)
+    t[took] = 0
+    cap[:, 0] -= n.sum(axis=1)
+    if each is not None:  # replay the serving passes: the r-th pass serves each env's r-th taken job
+        rws = rows(E)
+        taken = took[rws, order]
+        first = np.argsort(~taken, axis=1, kind="stable")
+        count = taken.sum(axis=1)
+        for r in range(int(count.max(initial=0))):
+            e = np.flatnonzero(count > r)
+            s = order[e, first[e, r]]
+            each(e, s, np.zeros(len(e), dtype=np.int64), n[e, s])
+    return n, t, cap
+
+
+def _serve_priority(view: ClusterView, scores: np.ndarray, backfill: bool, preempt: bool | np.ndarray,
+                    request: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, t)`` serving ``scores`` on the view's cluster, as :meth:`envs.core.ClusterCore.greedy`
+    does: envs in ``preempt`` re-serve every job on all GPUs, the others serve waiting jobs on
+    the free GPUs."""
+    E = view.num_envs
+    preempt = np.broadcast_to(np.asarray(preempt, dtype=bool), (E,))
+    st = view.status
+    run = view.running
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    cand = (st != EMPTY) & (scores > -np.inf) & (preempt[:, None] | (st == WAITING))
+    cap = np.where(preempt[:, None], np.asarray(view.capacity)[None, :], view.free_per_type())
+    req = view.gpus if request is None else np.asarray(request, dtype=np.int64)
+    n = np.where(preempt[:, None] | ~run, 0, view.allocated)
+    t = np.array(view.gpu_type, dtype=np.int64)
+    if not cand.any():
+        return n, t
+    prefer = None if cap.shape[1] == 1 else np.asarray(view.speed)[view.model]
+    n_s, t_s, _ = serve_in_order(scores, cand, req, cap, view.job, prefer, keep=np.where(run, t, -1),
+                                 backfill=backfill)
+    served = t_s >= 0
+    return np.where(served, n_s, n), np.where(served, t_s, t)
 
 
 def greedy_allocation(
@@ -71,41 +222,15 @@ def greedy_allocation(
     """
     if len(view.capacity) != 1:
         return None
-    E = view.job.shape[0]
-    preempt = np.broadcast_to(np.asarray(preempt, dtype=bool), (E,))
-    st = view.status
-    scores = np.where(np.isnan(scores), -np.inf, scores)
-    cand = (st != EMPTY) & (scores > -np.inf) & (preempt[:, None] | (st == WAITING))
-    cap = np.where(preempt, int(view.capacity[0]), view.free_per_type()[:, 0]).astype(np.int64)
-    req = view.gpus if request is None else np.asarray(request, dtype=np.int64)
-    allocated = view.allocated
-    n = np.where(preempt[:, None] | (st != RUNNING), 0, allocated)
-    if cand.any():
-        order = serve_order(view, scores, cand)
-        took = take_in_order(order, req, cand, cap, backfill=backfill)
-        n = np.where(took, req, n)
-    t = np.where(n > 0, 0, view.gpu_type)
-    return n, t
+    return _serve_priority(view, scores, backfill, preempt, request)
 
 
 def allocation(view: ClusterView, scores: np.ndarray, *, backfill: bool = True,
-               preempt: bool | np.ndarray = False) -> tuple[np.ndarray, np.ndarray]:
-    """The allocation ``(n, t)`` serving ``scores`` would give on any cluster: :func:`greedy_allocation`
-    on one GPU type, the core's greedy (:meth:`ClusterView.greedy`, one pass per served job)
-    otherwise, each env preempting or not as ``preempt`` says."""
-    got = greedy_allocation(view, scores, backfill=backfill, preempt=preempt)
-    if got is not None:
-        return got
-    preempt = np.broadcast_to(np.asarray(preempt, dtype=bool), (view.num_envs,))
-    n = np.array(view.allocated)
-    t = np.array(view.gpu_type)
-    for flag in (True, False):
-        group = preempt == flag
-        if group.any():
-            n_g, t_g = view.greedy(scores, backfill=backfill, preempt=flag, envs=group)
-            n = np.where(group[:, None], n_g, n)
-            t = np.where(group[:, None], t_g, t)
-    return n, t
+               preempt: bool | np.ndarray = False, request: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The allocation ``(n, t)`` serving ``scores`` would give on any cluster (:func:`serve_in_order`
+    on the view, as :func:`greedy_allocation` on one GPU type), each env preempting or not as
+    ``preempt`` says."""
+    return _serve_priority(view, scores, backfill, preempt, request)
 
 
 def take_in_order(order: np.ndarray, req: np.ndarray, cand: np.ndarray, cap: np.ndarray, *,

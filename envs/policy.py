@@ -62,13 +62,8 @@ class ClusterView:
         actions (as :class:`agents.AgentPolicy` does, observing through an engine that hides
         them)."""
         core = self._core
-        return copy.deepcopy(core, {id(core.cluster): core.cluster})
-
-    def greedy(self, scores: np.ndarray, *, backfill: bool = True, preempt: bool = False,
-               envs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The allocation ``(n, t)`` the core's greedy gang allocator would give for ``scores``
-        (:meth:`envs.core.ClusterCore.greedy`), without carrying it out."""
-        return self._core.greedy(scores, backfill=backfill, preempt=preempt, envs=envs)
+        shared = (core.cluster, core.goodput, core.placer)  # read-only: shared, not copied
+        return copy.deepcopy(core, {id(x): x for x in shared if x is not None})
 
     # cluster
     num_envs = property(lambda self: self._core.E)

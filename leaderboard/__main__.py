@@ -16,7 +16,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m leaderboard",
         description="Run every policy on the same trace windows and seeds; write a table, a CSV and plots.")
     sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the bundled suites and whether their data is present")
+    sub.add_parser("list", help="list the bundled suites, their expected time and whether their data is present")
     r = sub.add_parser("run", help="run a suite (cached cells are reused; an interrupted run resumes)")
     r.add_argument("suite", help="a bundled suite name (see `list`) or the path of a suite .toml file")
     r.add_argument("--policies", nargs="+", metavar="NAME",
@@ -48,10 +48,12 @@ def _list() -> int:
         spec = s.cluster
         loads = ", ".join("native" if x is None else f"{x:g}" for x in s.loads)
         print(f"{name}: {s.trace['kind']} on {spec.name} ({spec.num_gpus} GPUs); {windows} window(s) x loads "
-              f"[{loads}] x {len(s.seeds)} seed(s) x {policies} policies = {cells} cells; data: {status}")
+              f"[{loads}] x {len(s.seeds)} seed(s) x {policies} policies = {cells} cells; "
+              f"time: {s.expected_label()}; data: {status}")
         if s.description:
             print("    " + textwrap.shorten(s.description, 200, placeholder=" ..."))
     print(f"(baselines: {', '.join(baselines.names())})")
+    print("Times are for a full uncached run of every cell with --workers 2; start with `run quick`.")
     return 0
 
 
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --jobs must be >= 2", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
+    if suite.expected_minutes is not None and args.policies is None and args.jobs is None and not args.agent:
+        print(f"suite {suite.name}: expected time {suite.expected_label()}; finished cells are cached, "
+              "so an interrupted run resumes", file=sys.stderr)
     try:
         summary = run(suite, policies=args.policies, agents=args.agent, out=args.out, num_jobs=args.jobs,
                       workers=args.workers, progress=not args.no_progress, fresh=args.fresh)

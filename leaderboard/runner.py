@@ -146,10 +146,17 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+#: The progress bar: cells done, elapsed time and the estimated time to finish (ETA).
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} cells [{elapsed} elapsed, ETA {remaining}{postfix}]"
+
+
 def _progress(total: int, desc: str, enabled: bool):
+    """A progress bar whose ETA extrapolates the mean time per cell so far (``smoothing=0``:
+    cells of one suite differ a lot in cost, so a moving average of the last few swings)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="cell", disable=not enabled, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="cell", disable=not enabled, dynamic_ncols=True,
+                bar_format=BAR_FORMAT, smoothing=0.0)
 
 
 def compute(cells: list[Cell], cache_dir: Path, *, workers: int, progress: bool, desc: str) -> list[tuple[Cell, str]]:

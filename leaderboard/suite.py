@@ -12,6 +12,8 @@ and ``[trace]`` is optional)::
 
     name = "philly"                       # the suite's name (the file's stem by default)
     description = "..."                   # one paragraph, printed in the table
+    expected_minutes = 1.0                # wall time of a full run, 2 workers on 2 cores (shown by `list`)
+    expected_basis = "measured"           # or "estimated" (cells x measured seconds per sampled cell)
     seeds = [0, 1]                        # default [0]
     loads = [0.8, 1.2]                    # offered-load targets; omitted: the windows' own
     policies = "all"                      # or a list of baseline names; fifo is always added
@@ -81,7 +83,9 @@ CACHE_FORMAT = 1
 KINDS = ("synthetic", "file", "pollux_workloads")
 _TOP_KEYS = {"name", "description", "seeds", "loads", "policies", "restart_overhead", "elastic_fraction",
              "round_length", "placer", "cluster", "trace", "knobs", "goodput", "application_restart",
-             "resources", "network", "dynamic_fraction"}
+             "resources", "network", "dynamic_fraction", "expected_minutes", "expected_basis"}
+#: How a suite's ``expected_minutes`` was obtained.
+EXPECTED_BASES = ("measured", "estimated")
 
 
 class SuiteError(ValueError):
@@ -98,9 +102,13 @@ class MissingDataError(FileNotFoundError):
         for path, source in missing:
             lines.append(f"  - {path}")
             lines.append(f"    comes from: {source}")
-        lines.append(
-            "Put the shared data folder beside the checkout (../shared) or name it with "
-            "CLUSTERGYM_SHARED; see the Traces section of README.md.")
+        root = shared_root()
+        if os.environ.get("CLUSTERGYM_SHARED"):
+            lines.append(f"Searched {root} (CLUSTERGYM_SHARED); point CLUSTERGYM_SHARED at the folder that "
+                         "holds the data; see the Traces section of README.md.")
+        else:
+            lines.append(f"Searched {root} (../shared beside the checkout); put the data there or name its "
+                         "folder with CLUSTERGYM_SHARED; see the Traces section of README.md.")
         super().__init__("\n".join(lines))
 
 
@@ -266,6 +274,16 @@ class Suite:
     policies: list[str]
     knobs: dict[str, dict]
     sim: dict
+    expected_minutes: float | None = None  # wall time of a full run with 2 workers on 2 cores
+    expected_basis: str = "measured"  # or "estimated"
+
+    def expected_label(self) -> str:
+        """The expected wall time of a full uncached run, e.g. "about 1 min (measured, 2 workers on 2 cores)"."""
+        if self.expected_minutes is None:
+            return "not stated"
+        m = self.expected_minutes
+        amount = f"{m:.0f} min" if m < 90 else f"{m / 60:.1f} h"
+        return f"about {amount} ({self.expected_basis}, 2 workers on 2 cores)"
 
     # ---------------------------------------------------------------- cluster
     @property
@@ -498,10 +516,17 @@ def parse_suite(path: str | Path) -> Suite:
         sim_config(sim)
     except ValueError as exc:
         _fail(path, str(exc))
+    expected = raw.get("expected_minutes")
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int | float) or expected <= 0):
+        _fail(path, f"expected_minutes: expected a number > 0, got {expected!r}")
+    basis = raw.get("expected_basis", "measured")
+    if basis not in EXPECTED_BASES:
+        _fail(path, f"expected_basis: expected one of {list(EXPECTED_BASES)}, got {basis!r}")
     del spec
     return Suite(name=name, description=str(raw.get("description", "")).strip(), path=path,
                  cluster_def=dict(cluster), trace=trace, seeds=[int(s) for s in seeds], loads=loads,
-                 policies=list(policies), knobs={k: dict(v) for k, v in knobs.items()}, sim=sim)
+                 policies=list(policies), knobs={k: dict(v) for k, v in knobs.items()}, sim=sim,
+                 expected_minutes=None if expected is None else float(expected), expected_basis=basis)
 
 
 def sim_config(sim: dict) -> SimConfig:

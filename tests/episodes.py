@@ -1,4 +1,4 @@
-"""Test helper: collect the per-job results of each env's first finished episode in a vector env."""
+"""Test helpers: the per-job results of each env's first finished episode in a vector env."""
 
 from __future__ import annotations
 
@@ -23,3 +23,16 @@ def capture_episodes(env) -> dict[int, pd.DataFrame]:
 
     eng.reset_envs = capture
     return results
+
+
+def play_episodes(env, policy, num_envs: int, max_steps: int = 20000) -> list[pd.DataFrame]:
+    """Step ``env`` (from ``reset(seed=0)``) with ``policy``'s actions until each of its
+    ``num_envs`` envs has finished one episode; their per-job results, by env index."""
+    results = capture_episodes(env)
+    env.reset(seed=0)
+    for _ in range(max_steps):
+        env.step(baselines.act(policy, env))
+        if len(results) == num_envs:
+            break
+    env.close()
+    return [results[e] for e in range(num_envs)]

@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
-from episodes import capture_episodes
+from episodes import play_episodes
 
 import baselines
 import envs  # registers GpuCluster-v0
@@ -295,14 +295,7 @@ def run_vector(trace, policy, mode: str, *, num_envs: int, round_length: float, 
     env = gym.make_vec("GpuCluster-v0", num_envs=num_envs, trace=trace, num_jobs=len(trace), load=None,
                        cluster="tiny", action_mode=mode, preemption=True, round_length=round_length,
                        restart_overhead=30.0, max_slots=len(trace), known_durations=known)
-    results = capture_episodes(env)
-    env.reset(seed=0)
-    for _ in range(20000):
-        env.step(baselines.act(policy, env))
-        if len(results) == num_envs:
-            break
-    env.close()
-    return [results[e] for e in range(num_envs)]
+    return play_episodes(env, policy, num_envs)
 
 
 @pytest.mark.parametrize(("name", "knobs", "mode"), [

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_shared
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from traces import clusters, models
-from traces.paths import GAVEL_THROUGHPUTS, PAI_MACHINES, PHILLY_MACHINES, shared_file
+from traces.paths import GAVEL_THROUGHPUTS, PAI_MACHINES, PHILLY_MACHINES
 
 # Figures from ../shared/traces/README.md.
 PHILLY_NODES = {2: 321, 8: 231}  # GPUs per machine -> machines
@@ -18,10 +19,7 @@ PAI_NODES_PER_TYPE = {"misc": 280, "p100": 798, "t4": 497, "v100": 104, "v100m32
 
 
 def shared_or_skip(parts: tuple[str, ...]):
-    path = shared_file(*parts)
-    if path is None:
-        pytest.skip(f"shared data file {'/'.join(parts)} not found (set CLUSTERGYM_SHARED or use ../shared)")
-    return path
+    return require_shared(*parts)
 
 
 def node_histogram(spec: clusters.ClusterSpec) -> dict[int, int]:

@@ -15,7 +15,7 @@ from dataclasses import fields
 import gymnasium as gym
 import numpy as np
 import pytest
-from episodes import capture_episodes
+from episodes import play_episodes
 
 import baselines
 import envs  # noqa: F401  (registers GpuCluster-v0)
@@ -126,15 +126,7 @@ def run_vector(name: str, round_length: float, known: bool, num_envs: int = 2):
     env = gym.make_vec("GpuCluster-v0", num_envs=num_envs, trace=tr, num_jobs=len(tr), load=None,
                        cluster="tiny", action_mode="priority", preemption=True, round_length=round_length,
                        restart_overhead=30.0, max_slots=len(tr), known_durations=known, **SETTINGS.get(name, {}))
-    results = capture_episodes(env)
-    policy = baselines.get(name, **ENV_KNOBS.get(name, {}))
-    env.reset(seed=0)
-    for _ in range(20000):
-        env.step(baselines.act(policy, env))
-        if len(results) == num_envs:
-            break
-    env.close()
-    return [results[e] for e in range(num_envs)]
+    return play_episodes(env, baselines.get(name, **ENV_KNOBS.get(name, {})), num_envs)
 
 
 @pytest.mark.parametrize("name", NAMES)

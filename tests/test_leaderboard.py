@@ -188,6 +188,8 @@ def test_missing_trace_file_names_the_file_and_its_source(tmp_path, monkeypatch)
     (("num_jobs = 40", "num_jobs = 1"), "num_jobs"),
     (("loads = [1.0]", "loads = [-1.0]"), "loads"),
     (("[trace]", "[knobs.las]\nround_lengthh = 3\n[trace]"), "knobs.las"),
+    (("seeds = [0, 1]", "seeds = [0, 1]\nexpected_minutes = -1"), "expected_minutes"),
+    (("seeds = [0, 1]", "seeds = [0, 1]\nexpected_minutes = 1\nexpected_basis = \"guessed\""), "expected_basis"),
 ])
 def test_bad_suite_file_is_a_clear_error(tmp_path, edit, message):
     path = _suite(tmp_path, TINY.replace(*edit), "bad")
@@ -220,6 +222,36 @@ def test_bundled_suites_parse_and_keys_are_stable(tmp_path):
     assert not {c.key for c in s.cells(specs, num_jobs=50)} & set(keys)
     # fifo, the reference, is always run
     assert [p.name for p in s.policy_specs(["srtf"])] == ["fifo", "srtf"]
+
+
+def test_every_bundled_suite_states_its_expected_time(capsys):
+    from leaderboard.__main__ import main
+
+    for name in suite_names():
+        s = load_suite(name)
+        assert s.expected_minutes is not None and s.expected_basis in ("measured", "estimated"), name
+    quick = load_suite("quick")
+    assert quick.expected_minutes <= 2 and quick.expected_basis == "measured"
+    assert quick.trace["kind"] == "synthetic"  # needs no data files
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in suite_names():
+        line = next(x for x in out.splitlines() if x.startswith(f"{name}:"))
+        assert "time: about " in line and "2 workers on 2 cores" in line, line
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Leaderboard"):]
+    for name in suite_names():
+        row = next((x for x in section.splitlines() if x.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"README's Leaderboard table lacks suite {name}"
+        assert load_suite(name).expected_label().split(" (")[0] in row, row
+
+
+def test_progress_bar_shows_an_eta(capsys):
+    bar = runner._progress(4, "suite", True)
+    bar.update(1)
+    bar.refresh()
+    bar.close()
+    assert "ETA" in capsys.readouterr().err
 
 
 def test_ci95():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.core.state import EMPTY, INF, NO_JOB, RUNNING, WAITING
+from envs.core.state import EMPTY, INF, RUNNING, WAITING
 
 
 class AllocationError(ValueError):
@@ -370,9 +370,11 @@ class AllocationMixin:
         ``start_now`` (only without ``preempt``) each served job is also started at once, in
         score order, so nothing is left for :meth:`apply` to do.
         """
+        from envs.lowering import serve_in_order  # the gang allocator shared with the policies
+
         if start_now and preempt:
             raise ValueError("start_now is for non-preemptive serving")
-        E, _S = self.E, self.S
+        E = self.E
         envs = np.ones(E, dtype=bool) if envs is None else np.asarray(envs, dtype=bool)
         scores = np.where(np.isnan(scores), -INF, scores)
         run = self.s_status == RUNNING
@@ -388,40 +390,12 @@ class AllocationMixin:
         cand &= scores > -INF
         if not cand.any():
             return n_new, t_new
-        req = self.s_gpus
-        job = np.where(cand, self.s_job, NO_JOB)
-        rows = np.arange(E)
-        live = envs.copy()
-        while live.any():
-            room = cap[:, None, :] >= req[:, :, None]  # (E, S, T)
-            fits = cand & room.any(axis=2)
-            pool = fits if backfill else cand
-            best = np.where(pool, scores, -INF).max(axis=1)
-            tie = pool & (scores == best[:, None])
-            s = np.where(tie, job, NO_JOB).argmin(axis=1)
-            ok = live & tie.any(axis=1) & fits[rows, s]
-            if not backfill:
-                live &= ok
-            else:
-                live &= tie.any(axis=1)
-            if not ok.any():
-                break
-            e = np.flatnonzero(ok)
-            s = s[e]
-            r = req[e, s]
-            room_es = room[e, s]
-            cur = self.s_t[e, s]
-            keep_type = run[e, s] & room_es[np.arange(len(e)), cur]
-            fastest = np.where(room_es, self.speed[self.s_model[e, s]], -INF).argmax(axis=1)
-            k = np.where(keep_type, cur, fastest)
-            cap[e, k] -= r
-            n_new[e, s] = r
-            t_new[e, s] = k
-            if start_now:
-                self.start(e, s, k, r)
-            cand[e, s] = False
-            job[e, s] = NO_JOB
-        return n_new, t_new
+        prefer = self.speed[self.s_model] if self.T > 1 else None
+        keep = np.where(run, self.s_t, -1) if preempt else None
+        n, t, _ = serve_in_order(scores, cand, self.s_gpus, cap, self.s_job, prefer, keep=keep,
+                                 backfill=backfill, each=self.start if start_now else None)
+        served = t >= 0
+        return np.where(served, n, n_new), np.where(served, t, t_new)
 
     def serve(self, scores: np.ndarray, *, backfill: bool = True, preempt: np.ndarray | bool = False,
               envs: np.ndarray | None = None) -> None:
