@@ -12,10 +12,33 @@ learning, and the final table of the agent against every baseline on the held-ou
 PPO trains in whole rollouts of ``--n-steps`` x ``--num-envs`` steps (4,096 by default), so
 ``--total-timesteps`` is rounded up to a whole number of rollouts (150,000 -> 151,552).
 
+Resuming: ``--resume DIR`` continues the run with the arguments saved in ``DIR/args.json``
+(``--total-timesteps``, ``--eval-every``, ``--checkpoint-every``, ``--torch-threads`` and
+``--device`` may be given to change them, and are saved; any other flag must repeat the saved value). Checkpoints are
+taken at rollout boundaries (the first one at step 0, then every ``--checkpoint-every`` steps,
+at the end, and on Ctrl-C or SIGTERM, which finish the rollout under way first) and hold the
+model with its optimiser, the state of every env (episodes in progress included), the
+VecNormalize statistics and running returns, the python, NumPy and torch RNGs, the step
+counters and the logger's values not yet written. A checkpoint is written to
+``checkpoints/tmp`` and swapped in by renames that always leave one whole checkpoint,
+``checkpoints/last`` or else ``checkpoints/old``; the resume uses that one and drops the log
+rows written after it. A run with no checkpoint resumes only when nothing was logged yet (it
+starts again at step 0); otherwise it is refused.
+
+So a run stopped or killed at any point (SIGKILL included) and resumed equals the uninterrupted
+run with the same seed: the same model parameters, step count, rows of ``progress.csv``,
+``episodes.csv`` and ``eval.csv``, and final table. What differs: the wall-clock columns
+``time/fps`` and ``time/time_elapsed`` of ``progress.csv``; the order of its columns (SB3 adds
+new columns in the order of a Python set, which varies from process to process, interrupted or
+not); the TensorBoard files, which hold the steps between the checkpoint and the kill twice. A
+run that finished and is resumed with a larger ``--total-timesteps`` keeps the ``eval.csv`` row
+of its first end, and changing ``--eval-every`` or ``--torch-threads`` on resume changes the run
+from then on.
+
 Outputs in ``--output``: ``args.json``, ``progress.csv`` and TensorBoard files (SB3 logger),
 ``episodes.csv`` (training episode metrics), ``eval.csv`` (held-out evaluation of the agent, FIFO
 and Tiresias every ``--eval-every`` steps, at the end of a rollout, and of the final agent: its
-last row is the final table's), ``checkpoints/last/`` (model + RNG state), ``agent/`` (the final
+last row is the final table's), ``checkpoints/last/`` (see above), ``agent/`` (the final
 agent, loadable with ``agents.load_agent``) and ``results.csv`` (final table).
 """
 
@@ -27,7 +50,9 @@ import csv
 import dataclasses
 import inspect
 import json
+import os
 import pickle
+import random
 import shutil
 import signal
 import sys
@@ -46,10 +71,12 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 import baselines
 from agents import ALGOS, ENV_KEYS, Agent, AgentPolicy, load_agent, make_model, save_agent
+from agents.device import resolve_device
 from agents.threads import set_torch_threads
 from envs import EnvConfig, simulate
 from envs.engine import ACTION_MODES, REWARDS
 from envs.sb3 import GpuClusterVecEnv
+from envs.workload import drop_oversize
 from traces import clusters, load_trace, synthetic, window
 from traces.clusters import ClusterSpec
 
@@ -59,7 +86,8 @@ class Args:
     output: str = "runs/default"
     """folder for logs, checkpoints, the agent and the results table"""
     resume: str | None = None
-    """continue the run in this folder from its last checkpoint (its saved arguments are used)"""
+    """continue the run in this folder from its last checkpoint, with its saved arguments (only
+    --total-timesteps, --eval-every, --checkpoint-every and --torch-threads may change)"""
     seed: int = 0
     """seed of everything: trace, envs, network initialisation, evaluation"""
     trace: str | None = None
@@ -125,6 +153,9 @@ class Args:
     """save a checkpoint every this many steps"""
     torch_threads: int = 1
     """torch CPU threads (1 is fastest for these small networks on a laptop CPU)"""
+    device: str = "cpu"
+    """where the network runs: cpu, cuda, cuda:N or auto (CUDA when available); the simulator
+    stays on the CPU. cpu suits the small default network best (see agents.device)"""
 
 
 #: the allowed values of the flags that take one of a few
@@ -138,8 +169,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """The description as written, and every flag's default."""
 
 
-def parse_args(argv: list[str] | None = None) -> Args:
-    """Command-line flags from the :class:`Args` fields; help text from their docstrings."""
+def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
+    """Command-line flags from the :class:`Args` fields; help text from their docstrings. Without
+    ``defaults``, a flag not given is left out of the parsed namespace."""
     docs: dict[str, str] = {}
     body = ast.parse(inspect.getsource(Args)).body[0].body
     for node, nxt in zip(body, [*body[1:], None], strict=True):
@@ -148,12 +180,69 @@ def parse_args(argv: list[str] | None = None) -> Args:
     parser = argparse.ArgumentParser(prog="python train.py", description=__doc__, formatter_class=HelpFormatter)
     for f in dataclasses.fields(Args):
         flag = "--" + f.name.replace("_", "-")
+        default = f.default if defaults else argparse.SUPPRESS
         if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=docs.get(f.name))
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=docs.get(f.name))
         else:
             kind = {"int": int, "float": float}.get(str(f.type), str)
-            parser.add_argument(flag, type=kind, default=f.default, choices=CHOICES.get(f.name), help=docs.get(f.name))
-    return Args(**vars(parser.parse_args(argv)))
+            parser.add_argument(flag, type=kind, default=default, choices=CHOICES.get(f.name), help=docs.get(f.name))
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The :class:`Args` of a command line (defaults where a flag is not given)."""
+    args = Args(**vars(build_parser().parse_args(argv)))
+    for name in ("eval_every", "checkpoint_every"):
+        if getattr(args, name) < 0:
+            sys.exit(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+    return args
+
+
+def given_flags(argv: list[str] | None = None) -> set[str]:
+    """The :class:`Args` fields named on the command line (rather than left to their defaults)."""
+    return set(vars(build_parser(defaults=False).parse_args(argv)))
+
+
+#: the flags that ``--resume`` may change (the others must repeat the run's saved values)
+RESUME_FLAGS = ("total_timesteps", "eval_every", "checkpoint_every", "torch_threads", "device")
+
+
+def resumed_args(out: Path, args: Args, given: set[str]) -> Args:
+    """The arguments saved in ``out/args.json`` with the :data:`RESUME_FLAGS` given on the
+    command line; the changed ones are saved back, so a later resume keeps them."""
+    path = out / "args.json"
+    if not path.is_file():
+        sys.exit(f"{out}: not a training run (no args.json); start one with: python train.py --output {out}")
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        sys.exit(f"{path}: not valid JSON ({e})")
+    fields = {f.name for f in dataclasses.fields(Args)}
+    if not isinstance(saved, dict) or set(saved) - fields:
+        unknown = sorted(set(saved) - fields) if isinstance(saved, dict) else saved
+        sys.exit(f"{path}: expected an object of train.py arguments, found unknown {unknown!r}")
+    resumed = Args(**{**saved, "resume": args.resume})
+    for name in sorted(given - {"resume"}):
+        if name not in RESUME_FLAGS and getattr(args, name) != getattr(resumed, name):
+            allowed = ", ".join("--" + f.replace("_", "-") for f in RESUME_FLAGS)
+            sys.exit(f"--resume {out} continues the run with the arguments in {path}: "
+                     f"--{name.replace('_', '-')} {getattr(args, name)!r} differs from its "
+                     f"{getattr(resumed, name)!r} (only {allowed} may change)")
+    changes = {name: getattr(args, name) for name in given if name in RESUME_FLAGS}
+    if any(getattr(resumed, k) != v for k, v in changes.items()):
+        resumed = dataclasses.replace(resumed, **changes)
+        atomic_write(path, json.dumps({**saved, **changes}, indent=2).encode())
+    return resumed
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a temporary file, synced, renamed over it)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def whole_rollouts(steps: int, rollout: int) -> int:
@@ -193,9 +282,12 @@ def identical_footnotes(runs: dict[str, list[float]], spec: ClusterSpec) -> list
 
 
 class ResumableCSV(CSVOutputFormat):
-    """SB3's CSV log opened for appending, so a resumed run continues the same file."""
+    """SB3's CSV log opened for appending, so a resumed run continues the same file.
 
-    def __init__(self, filename: str) -> None:
+    ``iterations_before``: the PPO iterations of the run before this resume, added to SB3's
+    ``time/iterations`` (which counts from 1 in every ``learn`` call)."""
+
+    def __init__(self, filename: str, iterations_before: int = 0) -> None:
         # "r+" rather than "a": SB3 rewrites the header in place when new keys appear
         self.file = open(filename, "r+" if Path(filename).exists() else "w+")  # closed by Logger.close()
         header = self.file.readline().strip()
@@ -203,16 +295,42 @@ class ResumableCSV(CSVOutputFormat):
         self.file.seek(0, 2)
         self.separator = ","
         self.quotechar = '"'
+        self.iterations_before = iterations_before
+
+    def write(self, key_values: dict, key_excluded: dict, step: int = 0) -> None:
+        if self.iterations_before and "time/iterations" in key_values:
+            key_values = {**key_values, "time/iterations": key_values["time/iterations"] + self.iterations_before}
+        super().write(key_values, key_excluded, step)
 
 
 def truncate_csv(path: Path, column: str, upto: int) -> None:
-    """Drop the rows of ``path`` logged after step ``upto`` (left by a run killed after its last
-    checkpoint), so that resuming never duplicates rows."""
+    """Drop the rows of ``path`` logged after step ``upto`` (by a run killed after its last
+    checkpoint), and a last row cut short by the kill, so that resuming never duplicates rows.
+    The rows kept stay byte for byte as they were."""
     if not path.exists() or path.stat().st_size == 0:
         return
-    df = pd.read_csv(path)
-    if column in df.columns:
-        df[df[column] <= upto].to_csv(path, index=False)
+    with open(path, newline="") as f:
+        lines = f.read().splitlines(keepends=True)
+    header = next(csv.reader([lines[0]]))
+    if column not in header:
+        return
+    at = header.index(column)
+    keep = lines[:1]
+    for line in lines[1:]:
+        row = next(csv.reader([line]), [])
+        try:
+            if line.endswith("\n") and len(row) == len(header) and float(row[at]) <= upto:
+                keep.append(line)
+        except ValueError:
+            pass
+    if len(keep) < len(lines):
+        atomic_write(path, "".join(keep).encode())
+
+
+def rows_logged(out: Path) -> list[str]:
+    """The log files of the run in ``out`` that hold at least one row."""
+    names = ("progress.csv", "episodes.csv", "eval.csv")
+    return [n for n in names if (out / n).is_file() and len((out / n).read_bytes().splitlines()) > 1]
 
 
 class ProgressBar(BaseCallback):
@@ -233,24 +351,49 @@ class ProgressBar(BaseCallback):
         self.bar.close()
 
 
+def next_multiple(n: int, every: int) -> float:
+    """The first multiple of ``every`` after ``n`` (infinity when ``every`` is 0)."""
+    return (n // every + 1) * every if every > 0 else float("inf")
+
+
 class TrainingMonitor(BaseCallback):
-    """Logs episode metrics, writes checkpoints, runs held-out evaluations, stops on a signal.
+    """Logs episode metrics, runs held-out evaluations, writes checkpoints, stops on a signal.
 
-    Evaluations run at the start of a rollout, where the model has been updated on exactly
-    ``num_timesteps`` steps (mid-rollout, the policy still is the one of the last update)."""
+    Evaluations and checkpoints happen at the start of a rollout, where the model has been
+    updated on exactly ``num_timesteps`` steps: evaluations when a multiple of ``--eval-every``
+    was passed, checkpoints at the first rollout of a run without one, when a multiple of
+    ``--checkpoint-every`` was passed, and when a stop was requested (the step taken after that
+    checkpoint ends the training and is dropped: the checkpoint is where the run continues)."""
 
-    def __init__(self, args: Args, out: Path, env_config: EnvConfig, evaluate) -> None:
+    def __init__(self, args: Args, out: Path, evaluate: Callable, save: Callable[[], None]) -> None:
         super().__init__()
-        self.args, self.out, self.env_config, self.evaluate = args, out, env_config, evaluate
+        self.args, self.out, self.evaluate, self.save = args, out, evaluate, save
         self.stop_requested = False
-        self.next_checkpoint = self.next_eval = 0
+        #: the step of the checkpoint where a requested stop ended the training
+        self.halted_at: int | None = None
+        self.next_checkpoint: float = 0
+        self.next_eval: float = 0
 
     def _on_training_start(self) -> None:
         n = self.model.num_timesteps
-        self.next_checkpoint = n + self.args.checkpoint_every
-        self.next_eval = n + self.args.eval_every if self.args.eval_every else float("inf")
+        fresh = find_checkpoint(self.out) is None
+        self.next_checkpoint = n if fresh else next_multiple(n, self.args.checkpoint_every)
+        self.next_eval = next_multiple(n, self.args.eval_every)
+
+    def _on_rollout_start(self) -> None:
+        n = self.model.num_timesteps
+        if n >= self.next_eval:
+            self.log_evaluation(n, self.evaluate(self.model, EVAL_BASELINES))
+            self.next_eval = next_multiple(n, self.args.eval_every)
+        if n >= self.next_checkpoint or self.stop_requested:
+            self.save()
+            self.next_checkpoint = next_multiple(n, self.args.checkpoint_every)
+            if self.stop_requested:
+                self.halted_at = n
 
     def _on_step(self) -> bool:
+        if self.halted_at is not None:
+            return False
         n = self.model.num_timesteps
         rows = []
         for info in self.locals["infos"]:
@@ -261,17 +404,7 @@ class TrainingMonitor(BaseCallback):
                 self.logger.record_mean("episode/utilization", m.get("utilization", np.nan))
         if rows:
             append_rows(self.out / "episodes.csv", rows)
-        if n >= self.next_checkpoint:
-            save_checkpoint(self.model, self.out, self.training_env)
-            self.next_checkpoint += self.args.checkpoint_every
-        return not self.stop_requested
-
-    def _on_rollout_start(self) -> None:
-        n = self.model.num_timesteps
-        if n >= self.next_eval:
-            self.log_evaluation(n, self.evaluate(self.model, EVAL_BASELINES))
-            while self.next_eval <= n:
-                self.next_eval += self.args.eval_every
+        return True
 
     def log_evaluation(self, step: int, runs: dict[str, list[float]]) -> None:
         """One row of ``eval.csv``: mean avg JCT of the agent and :data:`EVAL_BASELINES`."""
@@ -294,58 +427,160 @@ def append_rows(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+#: the files of a whole checkpoint (``vecnormalize.pkl`` too with ``--normalize-reward``)
+CHECKPOINT_FILES = ("model.zip", "state.pkl")
+#: engine attributes rebuilt from the run's arguments (the rest is the state a checkpoint holds)
+ENGINE_CONFIG = ("cfg", "spec", "base", "source")
+#: vector-env attributes a checkpoint leaves out (the engine is saved apart; the wall clock)
+VEC_ENV_EXCLUDED = ("engine", "_t0")
+
+
+def find_checkpoint(out: Path) -> Path | None:
+    """``checkpoints/last`` of the run in ``out``, else ``checkpoints/old`` (left alone by a kill
+    between the two renames of :func:`save_checkpoint`), whichever holds a whole checkpoint."""
+    for name in ("last", "old"):
+        path = out / "checkpoints" / name
+        if all((path / f).is_file() for f in CHECKPOINT_FILES):
+            return path
+    return None
+
+
+def training_state(model, venv) -> dict:
+    """Everything beside the model's weights and VecNormalize's statistics that the rest of the
+    run depends on: the step counter, every RNG, the envs (episodes in progress included),
+    VecNormalize's running returns and the logger's values not yet written."""
+    eng, vec_norm = venv.unwrapped.engine, model.get_vec_normalize_env()
+    logger = model.logger
+    return {
+        "num_timesteps": model.num_timesteps,
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 - SB3 samples minibatches from the legacy global stream
+        "torch": torch.get_rng_state(),
+        "action_space": model.action_space.np_random.bit_generator.state,
+        "env_rngs": [rng.bit_generator.state for rng in eng.rngs],
+        "engine": {k: v for k, v in vars(eng).items() if k not in ENGINE_CONFIG},
+        "vec_env": {k: v for k, v in vars(venv.unwrapped).items() if k not in VEC_ENV_EXCLUDED},
+        "vecnormalize_returns": None if vec_norm is None else vec_norm.returns.copy(),
+        "logger": {"values": dict(logger.name_to_value), "counts": dict(logger.name_to_count),
+                   "excluded": dict(logger.name_to_excluded)},
+    }
+
+
+def restore_training_state(state: dict, model, venv) -> None:
+    """Put back what :func:`training_state` saved (after the model was loaded, which reseeds)."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    model.action_space.np_random.bit_generator.state = state["action_space"]
+    vars(venv.unwrapped.engine).update(state["engine"])
+    vars(venv.unwrapped).update(state["vec_env"])
+    if model.get_vec_normalize_env() is not None:
+        model.get_vec_normalize_env().returns = state["vecnormalize_returns"].copy()
+    logger = model.logger
+    logger.name_to_value.update(state["logger"]["values"])
+    logger.name_to_count.update(state["logger"]["counts"])
+    logger.name_to_excluded.update(state["logger"]["excluded"])
+    model.num_timesteps = state["num_timesteps"]
+
+
 def save_checkpoint(model, out: Path, venv) -> None:
-    """Model and every RNG stream, written to a temporary folder then swapped in atomically."""
-    tmp, last = out / "checkpoints" / "tmp", out / "checkpoints" / "last"
+    """Model, VecNormalize and :func:`training_state`, written to ``checkpoints/tmp`` and synced,
+    then swapped in by renames: ``last`` -> ``old``, ``tmp`` -> ``last``, ``old`` removed. A kill
+    at any point leaves a whole checkpoint in ``last`` or else in ``old`` (never a partial one
+    in either: ``old`` is only removed while ``last`` is whole)."""
+    ckpt = out / "checkpoints"
+    tmp, last, old = ckpt / "tmp", ckpt / "last", ckpt / "old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save(tmp / "model.zip")
-    if isinstance(model.get_env(), VecNormalize):
-        model.get_env().save(str(tmp / "vecnormalize.pkl"))
-    state = {
-        "num_timesteps": model.num_timesteps,
-        "env_rngs": [rng.bit_generator.state for rng in venv.unwrapped.engine.rngs],
-        "numpy": np.random.get_state(),  # noqa: NPY002 - SB3 seeds the legacy global stream
-        "torch": torch.get_rng_state(),
-    }
-    (tmp / "state.pkl").write_bytes(pickle.dumps(state))
-    old = out / "checkpoints" / "old"
-    shutil.rmtree(old, ignore_errors=True)
+    if model.get_vec_normalize_env() is not None:
+        model.get_vec_normalize_env().save(str(tmp / "vecnormalize.pkl"))
+    (tmp / "state.pkl").write_bytes(pickle.dumps(training_state(model, venv)))
+    for path in (*tmp.iterdir(), tmp):
+        sync(path)
     if last.exists():
+        shutil.rmtree(old, ignore_errors=True)
         last.rename(old)
     tmp.rename(last)
+    sync(ckpt)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def sync(path: Path) -> None:
+    """Flush a file or a folder's entries to disk (so a rename never points at unwritten data)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(checkpoint: Path, args: Args, venv: GpuClusterVecEnv, train_env) -> tuple:
+    """The model of a checkpoint on the training env (VecNormalize restored with
+    ``--normalize-reward``) and the checkpoint's :func:`training_state`, which the caller puts
+    back once the model has its logger (:func:`restore_training_state`). A checkpoint without
+    the envs' state (written by an older ``train.py``) restores the RNGs only, and the episodes
+    in progress restart."""
+    try:
+        state = pickle.loads((checkpoint / "state.pkl").read_bytes())
+        if args.normalize_reward:
+            train_env = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), venv)
+        exact = "engine" in state
+        model = ALGOS[args.algo].load(checkpoint / "model.zip", env=train_env, device=resolve_device(args.device, log=None),
+                                      force_reset=not exact)
+    except (OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as e:
+        sys.exit(f"{checkpoint}: cannot read the checkpoint ({type(e).__name__}: {e})")
+    if not exact:
+        print(f"{checkpoint}: a checkpoint without the envs' state: the episodes under way restart")
+        for rng, s in zip(venv.engine.rngs, state["env_rngs"], strict=True):
+            rng.bit_generator.state = s
+        venv.seed(None)  # keep the restored streams on the reset that starts the training
+        np.random.set_state(state["numpy"])  # noqa: NPY002
+        torch.set_rng_state(state["torch"])
+        model.num_timesteps = state["num_timesteps"]
+    return model, state
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     # ---------------------------------------------------------------- arguments and output
     args = parse_args(argv)
+    checkpoint = None
     if args.resume:
         out = Path(args.resume)
-        saved = json.loads((out / "args.json").read_text())
-        cli = {k: v for k, v in vars(args).items() if k in ("total_timesteps", "resume")}
-        args = Args(**{**saved, **cli})
+        args = resumed_args(out, args, given_flags(argv))
+        checkpoint = find_checkpoint(out)
+        if checkpoint is None:
+            if rows_logged(out):
+                sys.exit(f"{out}: no whole checkpoint to resume from (neither checkpoints/last nor checkpoints/old "
+                         f"holds {' and '.join(CHECKPOINT_FILES)}), yet {', '.join(rows_logged(out))} hold rows: "
+                         f"resuming would repeat them; start the run again in another --output")
+            print(f"{out}: no checkpoint and nothing logged yet: starting at step 0 with its saved arguments")
     else:
         out = Path(args.output)
-        if (out / "checkpoints" / "last").exists():
+        if find_checkpoint(out) is not None:
             sys.exit(f"{out} already holds a run; continue it with --resume {out} or choose another --output")
+        if rows_logged(out):
+            sys.exit(f"{out} holds the logs of a run ({', '.join(rows_logged(out))}) but no checkpoint; "
+                     f"choose another --output")
         out.mkdir(parents=True, exist_ok=True)
-        (out / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
+        atomic_write(out / "args.json", json.dumps(dataclasses.asdict(args), indent=2).encode())
     set_torch_threads(args.torch_threads)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        sys.exit(f"--device: {e}")
     set_random_seed(args.seed)
     started = time.time()
 
     # ---------------------------------------------------------------- traces: split by time
     spec = clusters.get(args.cluster)
-    if args.trace is None:
-        trace = synthetic(args.trace_jobs, load=args.load, cluster=spec, seed=args.seed)
-    else:
-        trace = load_trace(args.trace)
-        biggest = max(spec.gpus_per_type().values())
-        too_big = trace["num_gpus"] > biggest
-        if too_big.any():  # a gang larger than every GPU pool of the cluster could never run
-            print(f"dropped {int(too_big.sum())} of {len(trace)} jobs that need more than {biggest} GPUs")
-            trace = trace[~too_big].reset_index(drop=True)
+    trace = synthetic(args.trace_jobs, load=args.load, cluster=spec, seed=args.seed) if args.trace is None \
+        else load_trace(args.trace)
+    trace, dropped = drop_oversize(trace, spec, source=args.trace or "synthetic")
+    if dropped:  # a gang larger than every GPU pool of the cluster could never run
+        print(f"dropped {dropped} of {len(trace) + dropped} jobs that need more than "
+              f"{max(spec.gpus_per_type().values())} GPUs")
+    if args.trace is not None:
         trace = window(trace, 0.0, num_jobs=len(trace), load=args.load, cluster=spec)
     cut = int(len(trace) * args.train_fraction)
     train_trace = trace.iloc[:cut].reset_index(drop=True)
@@ -387,47 +622,48 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                  learning_rate=args.learning_rate, gamma=args.gamma, gae_lambda=args.gae_lambda,
                  ent_coef=args.ent_coef)
     extra_policy = {"log_std_init": args.log_std_init} if args.action_mode == "priority" else {}
-    last = out / "checkpoints" / "last"
-    if args.resume and last.exists():
-        algo_cls = type(make_model(args.algo, args.policy, venv, env_config, seed=args.seed, hidden=args.hidden,
-                           policy_extra=extra_policy, **hyper))
-        if args.normalize_reward:
-            train_env = VecNormalize.load(str(last / "vecnormalize.pkl"), venv)
-        model = algo_cls.load(last / "model.zip", env=train_env, device="cpu")
-        state = pickle.loads((last / "state.pkl").read_bytes())
-        for rng, s in zip(venv.engine.rngs, state["env_rngs"], strict=True):
-            rng.bit_generator.state = s
-        venv.seed(None)  # keep the restored streams on the reset below
-        np.random.set_state(state["numpy"])  # noqa: NPY002
-        torch.set_rng_state(state["torch"])
-        model.num_timesteps = state["num_timesteps"]
+    rollout = args.n_steps * args.num_envs
+    if checkpoint is not None:
+        model, state = load_checkpoint(checkpoint, args, venv, train_env)
         for name, col in (("progress.csv", "time/total_timesteps"), ("episodes.csv", "step"), ("eval.csv", "step")):
-            truncate_csv(out / name, col, model.num_timesteps)
-        print(f"resumed {out} at step {model.num_timesteps}")
+            truncate_csv(out / name, col, state["num_timesteps"])
     else:
         model = make_model(args.algo, args.policy, train_env, env_config, seed=args.seed, hidden=args.hidden,
-                           policy_extra=extra_policy, **hyper)
-    model.set_logger(Logger(str(out), [ResumableCSV(str(out / "progress.csv")), TensorBoardOutputFormat(str(out / "tb"))]))
+                           policy_extra=extra_policy, device=str(device), **hyper)
+        state = None
+    csv_log = ResumableCSV(str(out / "progress.csv"), iterations_before=model.num_timesteps // rollout)
+    model.set_logger(Logger(str(out), [csv_log, TensorBoardOutputFormat(str(out / "tb"))]))
+    if state is not None and "engine" in state:
+        restore_training_state(state, model, venv)
+    if checkpoint is not None:
+        print(f"resumed {out} at step {model.num_timesteps} from {checkpoint.relative_to(out)}")
 
     # ---------------------------------------------------------------- callbacks and signals
-    monitor = TrainingMonitor(args, out, env_config, evaluate)
+    monitor = TrainingMonitor(args, out, evaluate, lambda: save_checkpoint(model, out, venv))
 
     def request_stop(signum, _frame):
-        print(f"\nsignal {signal.Signals(signum).name}: saving a checkpoint and stopping", flush=True)
+        print(f"\nsignal {signal.Signals(signum).name}: finishing this rollout, saving a checkpoint and stopping",
+              flush=True)
         monitor.stop_requested = True
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     # ---------------------------------------------------------------- learn
     # PPO learns in whole rollouts: ask for what it will train, so the progress bar's total is true
-    rollout = args.n_steps * args.num_envs
     remaining = whole_rollouts(args.total_timesteps - model.num_timesteps, rollout)
-    if remaining > 0:
-        print(f"training {remaining:,} steps ({args.total_timesteps - model.num_timesteps:,} rounded up to whole "
-              f"rollouts of {args.n_steps} steps x {args.num_envs} envs)")
-        model.learn(remaining, callback=CallbackList([monitor, ProgressBar()]), reset_num_timesteps=False)
-    save_checkpoint(model, out, venv)
+    try:
+        if remaining > 0:
+            print(f"training {remaining:,} steps ({args.total_timesteps - model.num_timesteps:,} rounded up to whole "
+                  f"rollouts of {args.n_steps} steps x {args.num_envs} envs)")
+            model.learn(remaining, callback=CallbackList([monitor, ProgressBar()]), reset_num_timesteps=False)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        model.logger.close()
+    if monitor.halted_at is not None:
+        model.num_timesteps = monitor.halted_at  # the step taken after the stop's checkpoint is not kept
+    elif remaining > 0 or checkpoint is None:
+        save_checkpoint(model, out, venv)
     agent_dir = save_agent(model, out / "agent", algo=args.algo, policy=args.policy, env_config=env_config)
     trained = time.time()
     if monitor.stop_requested:
@@ -435,7 +671,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         return pd.DataFrame()
 
     # ---------------------------------------------------------------- final table
-    runs = evaluate(load_agent(agent_dir), baselines.names())
+    runs = evaluate(load_agent(agent_dir, device=str(device)), baselines.names())
     table = {p: float(np.mean(v)) for p, v in runs.items()}
     if not eval_logged_at(out / "eval.csv", model.num_timesteps):
         monitor.log_evaluation(model.num_timesteps, runs)  # eval.csv's last row: this table's agent

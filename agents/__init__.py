@@ -16,6 +16,7 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from agents.device import resolve_device
 from agents.networks import SlotExtractor, SlotPolicy, SlotScorePolicy
 from agents.threads import ensure_torch_threads, set_torch_threads
 from envs.core import EMPTY
@@ -28,7 +29,8 @@ ENV_KEYS = ("max_slots", "known_durations", "action_mode", "preemption", "round_
             "reward", "reward_scale")
 
 __all__ = ["ALGOS", "Agent", "AgentPolicy", "SlotExtractor", "SlotPolicy", "SlotScorePolicy",
-           "ensure_torch_threads", "load_agent", "make_model", "policy_kwargs_for", "save_agent", "set_torch_threads"]
+           "ensure_torch_threads", "load_agent", "make_model", "policy_kwargs_for", "resolve_device", "save_agent",
+           "set_torch_threads"]
 
 
 def policy_kwargs_for(env_config: EnvConfig, hidden: int = 64) -> dict:
@@ -37,12 +39,14 @@ def policy_kwargs_for(env_config: EnvConfig, hidden: int = 64) -> dict:
 
 
 def make_model(algo: str, policy: str, venv, env_config: EnvConfig, *, seed: int = 0, hidden: int = 64,
-               policy_extra: dict | None = None, **hyperparameters) -> BaseAlgorithm:
+               policy_extra: dict | None = None, device: str = "cpu", **hyperparameters) -> BaseAlgorithm:
     """A fresh SB3 model: ``algo`` in :data:`ALGOS`, ``policy`` ``"slot"`` (:class:`SlotPolicy` with
     ``maskable_ppo`` in pick mode, :class:`SlotScorePolicy` with ``ppo`` in priority mode) or
-    ``"mlp"`` (SB3's ``MlpPolicy``, the reference agent). Sets torch's threads for small networks
+    ``"mlp"`` (SB3's ``MlpPolicy``, the reference agent), its network on ``device``
+    (:func:`agents.device.resolve_device`). Sets torch's threads for small networks
     (:mod:`agents.threads`)."""
     ensure_torch_threads()
+    device = resolve_device(device, log=None)
     if algo not in ALGOS:
         raise ValueError(f"unknown algorithm {algo!r}; choose from {sorted(ALGOS)}")
     if policy == "slot":
@@ -50,12 +54,12 @@ def make_model(algo: str, policy: str, venv, env_config: EnvConfig, *, seed: int
         if env_config.action_mode == "priority":
             if algo != "ppo":
                 raise ValueError("priority mode has continuous scores and no masks: use algo='ppo'")
-            return PPO(SlotScorePolicy, venv, seed=seed, device="cpu", policy_kwargs=kwargs, **hyperparameters)
+            return PPO(SlotScorePolicy, venv, seed=seed, device=device, policy_kwargs=kwargs, **hyperparameters)
         if algo != "maskable_ppo":
             raise ValueError("the slot policy in pick mode needs action masks: use algo='maskable_ppo'")
-        return MaskablePPO(SlotPolicy, venv, seed=seed, device="cpu", policy_kwargs=kwargs, **hyperparameters)
+        return MaskablePPO(SlotPolicy, venv, seed=seed, device=device, policy_kwargs=kwargs, **hyperparameters)
     if policy == "mlp":
-        return ALGOS[algo]("MlpPolicy", venv, seed=seed, device="cpu",
+        return ALGOS[algo]("MlpPolicy", venv, seed=seed, device=device,
                            policy_kwargs={"net_arch": [hidden, hidden], **(policy_extra or {})}, **hyperparameters)
     raise ValueError(f"unknown policy {policy!r}; choose 'slot' or 'mlp'")
 
@@ -83,9 +87,10 @@ def save_agent(model: BaseAlgorithm, path: str | Path, *, algo: str, policy: str
     return path
 
 
-def load_agent(path: str | Path) -> Agent:
-    """Load an agent folder written by :func:`save_agent` (clear error if it is not one). Sets
-    torch's threads for small networks (:mod:`agents.threads`)."""
+def load_agent(path: str | Path, device: str = "cpu") -> Agent:
+    """Load an agent folder written by :func:`save_agent` (clear error if it is not one), its
+    network on ``device`` whatever device it was trained on. Sets torch's threads for small
+    networks (:mod:`agents.threads`)."""
     ensure_torch_threads()
     path = Path(path)
     meta_file = path / "agent.json"
@@ -94,7 +99,7 @@ def load_agent(path: str | Path) -> Agent:
     meta = json.loads(meta_file.read_text())
     if meta.get("algo") not in ALGOS:
         raise ValueError(f"{meta_file}: unknown algorithm {meta.get('algo')!r}")
-    model = ALGOS[meta["algo"]].load(path / "model.zip", device="cpu")
+    model = ALGOS[meta["algo"]].load(path / "model.zip", device=resolve_device(device, log=None))
     return Agent(model, meta["algo"], meta["policy"], meta["env"])
 
 
@@ -118,9 +123,9 @@ class AgentPolicy(Policy):
     supported here.
     """
 
-    def __init__(self, agent: Agent | str | Path, *, deterministic: bool = True) -> None:
+    def __init__(self, agent: Agent | str | Path, *, deterministic: bool = True, device: str = "cpu") -> None:
         ensure_torch_threads()
-        self.agent = agent if isinstance(agent, Agent) else load_agent(agent)
+        self.agent = agent if isinstance(agent, Agent) else load_agent(agent, device=device)
         self.name = f"agent:{Path(agent).name}" if not isinstance(agent, Agent) else "agent"
         self.deterministic = deterministic
         env = self.agent.env

@@ -24,6 +24,7 @@ has a choice); its mask simply allows nothing else.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -31,43 +32,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from envs import metrics
+from envs import metrics, observation
 from envs.config import FIELDS as SIM_FIELDS
 from envs.config import SimConfig
 from envs.core import EMPTY, RUNNING, WAITING, ClusterCore
 from envs.lowering import fastest_with_room
+from envs.observation import CLUSTER_FEATURES, SLOT_FEATURES, cluster_offsets, observation_size  # noqa: F401 (re-exported)
 from envs.policy import ClusterView, Priority
-from envs.workload import Workload, make_workload
+from envs.workload import Workload, drop_oversize, make_workload
 from traces import clusters, models
 from traces.clusters import ClusterSpec
 
 ACTION_MODES = ("pick", "priority")
 REWARDS = ("jct", "slowdown", "utilization")
-#: features of each visible slot, in observation order (the model one-hot closes the group)
-SLOT_FEATURES = ("present", "waiting", "running", "repick", "fits", "gpus", "waited", "attained", "allocated",
-                 "restarting", "remaining", *tuple(f"model_{m}" for m in models.MODELS))
-#: cluster features after the slots, in observation order; ``free_gpus`` is one entry per GPU type
-CLUSTER_FEATURES = ("free_gpus", "queued", "running", "since_last_event", "repick_open", "finished")
-_SLOT = {name: i for i, name in enumerate(SLOT_FEATURES)}
-_MODELS = slice(_SLOT[f"model_{models.MODELS[0]}"], len(SLOT_FEATURES))
-
-
-def observation_size(K: int, T: int) -> int:
-    """Length of the observation with ``K`` visible slots on a cluster of ``T`` GPU types."""
-    return K * len(SLOT_FEATURES) + T + len(CLUSTER_FEATURES) - 1
-
-
-def _cluster_offsets(K: int, T: int) -> dict[str, int]:
-    at = {"free_gpus": K * len(SLOT_FEATURES)}
-    for i, name in enumerate(CLUSTER_FEATURES[1:]):
-        at[name] = at["free_gpus"] + T + i
-    return at
-
-
-def _squash(x: np.ndarray, scale: float) -> np.ndarray:
-    """Map [0, inf) onto [0, 1): x / (x + scale)."""
-    x = np.maximum(x, 0.0)
-    return x / (x + scale)
 
 
 @dataclass
@@ -106,10 +83,10 @@ class EnvConfig:
             raise TypeError(f"sim must be a SimConfig, got {type(self.sim).__name__}")
         if self.sim.round_length is not None:
             raise ValueError("the env's rounds are EnvConfig.round_length (with preemption); leave sim.round_length None")
-        if int(self.max_slots) < 1:
-            raise ValueError(f"max_slots (K) must be >= 1, got {self.max_slots}")
-        if int(self.num_jobs) < 1:
-            raise ValueError(f"num_jobs must be >= 1, got {self.num_jobs}")
+        for name, low in (("num_jobs", 1), ("max_slots", 1), ("trace_jobs", 1), ("trace_seed", 0)):
+            setattr(self, name, _integer(name, getattr(self, name), low))
+        if self.max_steps is not None:
+            self.max_steps = _integer("max_steps", self.max_steps, 1)
         if self.action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
         if self.reward not in REWARDS:
@@ -120,8 +97,6 @@ class EnvConfig:
             raise ValueError(f"load must be > 0 or None, got {self.load}")
         if not self.reward_scale > 0:
             raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
-        if self.max_steps is not None and int(self.max_steps) < 1:
-            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
 
     @classmethod
     def from_options(cls, **options: Any) -> EnvConfig:
@@ -143,7 +118,16 @@ class EnvConfig:
         return self.sim.restart_overhead
 
 
-def _base_workload(cfg: EnvConfig, spec: ClusterSpec) -> tuple[Workload, str]:
+def _integer(name: str, value: Any, low: int) -> int:
+    """``value`` as an int if it is an integer (not a bool) >= ``low``; else ``ValueError``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _base_workload(cfg: EnvConfig, spec: ClusterSpec) -> tuple[Workload, str, int]:
+    """The base workload, its source and how many jobs :func:`envs.workload.drop_oversize`
+    dropped (jobs larger than every GPU-type pool of the cluster)."""
     from traces import load_trace, synthetic, window
 
     if cfg.trace is None:
@@ -153,17 +137,24 @@ def _base_workload(cfg: EnvConfig, spec: ClusterSpec) -> tuple[Workload, str]:
         trace, source = cfg.trace, "trace"
     else:
         trace, source = load_trace(cfg.trace), str(cfg.trace)
+    trace, dropped = drop_oversize(trace, spec, goodput=cfg.sim.goodput, source=source)
     if len(trace) < cfg.num_jobs:
-        raise ValueError(f"{source}: has {len(trace)} jobs, fewer than num_jobs={cfg.num_jobs}")
+        fit = f" that fit cluster {spec.name!r} ({dropped} larger than its largest GPU pool dropped)" if dropped else ""
+        raise ValueError(f"{source}: has {len(trace)} jobs{fit}, fewer than num_jobs={cfg.num_jobs}")
     span = trace["submit_time"].max() - trace["submit_time"].min()
     if cfg.trace is not None and cfg.load is not None and span > 0:  # all-at-once: no rate to scale
         trace = window(trace, 0.0, num_jobs=len(trace), load=cfg.load, cluster=spec)
-    return make_workload(trace, spec, seed=cfg.trace_seed, elastic_fraction=cfg.sim.elastic_fraction, source=source,
-                         dynamic_fraction=cfg.sim.dynamic_fraction), source
+    workload = make_workload(trace, spec, seed=cfg.trace_seed, elastic_fraction=cfg.sim.elastic_fraction,
+                             source=source, dynamic_fraction=cfg.sim.dynamic_fraction)
+    return workload, source, dropped
 
 
 class VectorEngine:
-    """``num_envs`` GpuCluster environments stepped together (see module docstring)."""
+    """``num_envs`` GpuCluster environments stepped together (see module docstring).
+
+    ``dropped_jobs``: jobs of the trace left out for requesting more GPUs than the largest
+    GPU-type pool of the cluster (:func:`envs.workload.drop_oversize`).
+    """
 
     def __init__(self, num_envs: int = 1, config: EnvConfig | None = None, *,
                  core: ClusterCore | None = None, **kwargs) -> None:
@@ -178,12 +169,12 @@ class VectorEngine:
         if core is None:
             self.E = int(num_envs)
             self.spec = clusters.get(cfg.cluster)
-            self.base, self.source = _base_workload(cfg, self.spec)
+            self.base, self.source, self.dropped_jobs = _base_workload(cfg, self.spec)
             sim = cfg.sim.replace(round_length=cfg.round_length if cfg.preemption else None)
             self.core = ClusterCore(self.spec, self.E, sim=sim, min_slots=self.K)
         else:
             self.E, self.spec, self.core = core.E, core.cluster, core
-            self.base, self.source = None, "attached"
+            self.base, self.source, self.dropped_jobs = None, "attached", 0
             core.ensure_slots(self.K)
         self.view = ClusterView(self.core, known_durations=cfg.known_durations)
         self.T = self.core.T
@@ -193,7 +184,8 @@ class VectorEngine:
         self._slot_ids = np.arange(self.core.S, dtype=np.int64)
         self.obs_dim = observation_size(self.K, self.T)
         #: offset of each cluster feature in the observation (``free_gpus``: the first of ``T``)
-        self.cluster_offsets = _cluster_offsets(self.K, self.T)
+        self.cluster_offsets = cluster_offsets(self.K, self.T)
+        self._gpu_table = observation.gpu_feature_table(self.core.total_gpus, self.core.total_gpus)
         self.max_steps = int(cfg.max_steps) if cfg.max_steps is not None else 50 * cfg.num_jobs
         self.rngs = [np.random.default_rng() for _ in range(self.E)]
         E = self.E
@@ -261,27 +253,11 @@ class VectorEngine:
             self.prev_place = grow(self.prev_place, 0)
 
     # ------------------------------------------------------------------ observation
-    def _fits(self) -> np.ndarray:
-        """``(E, S)``: the job in the slot could start now on some GPU type."""
-        c = self.core
-        free = c.free_per_type()
-        return (free[:, None, :] >= c.s_gpus[:, :, None]).any(axis=2)
-
     def visible_slots(self) -> np.ndarray:
         """``(E, K)`` slot indices shown to the agent: waiting (and re-pick) jobs oldest first,
-        then running jobs oldest first; padded with empty slots."""
-        c = self.core
-        st = c.s_status
-        # one packed int64 key per slot, (rank, job, slot): a plain sort orders and identifies
-        rank = np.where(st == WAITING, 0, np.where(st == RUNNING, 1, 2))
-        if len(self._slot_ids) != c.S:
-            self._slot_ids = np.arange(c.S, dtype=np.int64)
-        key = (rank << 58) | (np.where(st == EMPTY, 0, c.s_job) << 20) | self._slot_ids
-        if c.S > 2 * self.K:
-            key = np.partition(key, self.K - 1, axis=1)[:, : self.K]
-        vis = np.sort(key, axis=1)[:, : self.K] & 0xFFFFF
-        self.vis = vis
-        return vis
+        then running jobs oldest first; padded with empty slots. Recomputes the mask too."""
+        self.mask = self.action_masks()
+        return self.vis
 
     def _refresh(self) -> None:
         """Recompute the visible slots and the action masks after the state changed."""
@@ -334,54 +310,29 @@ class VectorEngine:
         self._refresh()
 
     def action_masks(self) -> np.ndarray:
-        """``(E, K + 1)`` boolean: which actions are allowed now (pick mode semantics)."""
-        vis = self.visible_slots()
+        """``(E, K + 1)`` boolean: which actions are allowed now (pick mode semantics); also
+        chooses the visible slots (:attr:`visible`)."""
         c = self.core
-        startable = (c.s_status == WAITING) & self._fits()
+        vis = np.empty((self.E, self.K), dtype=np.int64)
         mask = np.empty((self.E, self.K + 1), dtype=bool)
-        mask[:, : self.K] = np.take_along_axis(startable, vis, axis=1)
-        can_advance = np.isfinite(c.next_event()) | self.repick.any(axis=1)
-        mask[:, self.K] = can_advance | ~mask[:, : self.K].any(axis=1)
+        observation.visible_and_mask(c.s_status, c.s_job, c.s_gpus, c.free_per_type(), self.repick,
+                                     c.next_event(), self.K, vis, mask)
+        self.vis = vis
         return mask
 
     def observe(self) -> tuple[np.ndarray, np.ndarray]:
-        """Observations ``(E, obs_dim)`` float32 in [0, 1] and action masks ``(E, K + 1)``."""
+        """Observations ``(E, obs_dim)`` float32 in [0, 1] and action masks ``(E, K + 1)``
+        (features: :mod:`envs.observation`)."""
         c = self.core
-        mask = self.mask
-        flat = (self.vis + (np.arange(self.E) * c.S)[:, None]).ravel()
-        g = lambda a: a.reshape(-1)[flat].reshape(self.E, self.K)  # noqa: E731
-        st = g(c.s_status)
-        present = st != EMPTY
-        running = st == RUNNING
-        clock = c.clock[:, None]
-        # built feature-major (contiguous rows), transposed once into the observation
-        feats = np.empty((self.F, self.E, self.K), dtype=np.float32)
-        f = lambda name: feats[_SLOT[name]]  # noqa: E731
-        f("present")[:] = present
-        f("waiting")[:] = st == WAITING
-        f("running")[:] = running
-        f("repick")[:] = g(self.repick)
-        f("fits")[:] = mask[:, : self.K]
-        f("gpus")[:] = np.log2(1 + g(c.s_gpus) * present) / np.log2(1 + c.total_gpus)
-        f("waited")[:] = _squash((clock - g(c.s_submit)) * present, 3600.0)
-        f("attained")[:] = _squash(g(c.s_attained), 3600.0)
-        f("allocated")[:] = g(c.s_n) / c.total_gpus
-        f("restarting")[:] = running & (g(c.s_restart_until) > clock)
-        if self.cfg.known_durations:
-            f("remaining")[:] = _squash((g(c.s_work) - g(c.s_done)) * present, 3600.0)
-        else:
-            f("remaining")[:] = 0.0
-        feats[_MODELS] = (g(c.s_model)[None] == self._model_ids[:, None, None]) & present[None]
+        largest = int(c.s_gpus.max(initial=0))
+        if largest >= len(self._gpu_table):
+            self._gpu_table = observation.gpu_feature_table(largest, c.total_gpus)
         obs = np.empty((self.E, self.obs_dim), dtype=np.float32)
-        obs[:, : self.K * self.F] = feats.transpose(1, 2, 0).reshape(self.E, -1)
-        at = self.cluster_offsets
-        obs[:, at["free_gpus"] : at["free_gpus"] + self.T] = c.free_per_type() / c.capacity[None, :]
-        obs[:, at["queued"]] = _squash((c.s_status == WAITING).sum(axis=1), self.K)
-        obs[:, at["running"]] = _squash((c.s_status == RUNNING).sum(axis=1), self.K)
-        obs[:, at["since_last_event"]] = _squash(self.last_dt, self.cfg.round_length)
-        obs[:, at["repick_open"]] = self.repick.any(axis=1)
-        obs[:, at["finished"]] = np.where(c.n_jobs > 0, c.n_done / np.maximum(c.n_jobs, 1), 0.0)
-        return obs, mask
+        observation.observe(self.vis, self.mask, c.s_status, self.repick, c.s_gpus, c.s_submit, c.s_attained,
+                            c.s_n, c.s_restart_until, c.s_work, c.s_done, c.s_model, c.clock, c.free_per_type(),
+                            c.capacity, self.last_dt, c.n_done, c.n_jobs, self._gpu_table, c.total_gpus,
+                            bool(self.cfg.known_durations), float(self.cfg.round_length), self.M, self.F, obs)
+        return obs, self.mask
 
     # ------------------------------------------------------------------ actions
     def _reward(self, stats) -> np.ndarray:
@@ -483,9 +434,15 @@ class VectorEngine:
         reward = np.zeros(E)
         live = ~c.done
         if self.cfg.action_mode == "pick":
-            a = np.asarray(actions).reshape(E).astype(np.int64)
+            raw = np.asarray(actions).reshape(E)
+            if raw.dtype.kind in "iub":
+                a = raw.astype(np.int64)
+                in_range = (a >= 0) & (a <= K)
+            else:  # a non-integer action (1.7, NaN) is no slot: forbidden, not rounded
+                f = np.asarray(raw, dtype=np.float64)
+                in_range = (f >= 0) & (f <= K) & (f == np.floor(f))
+                a = np.where(in_range, f, 0).astype(np.int64)
             mask = self.mask
-            in_range = (a >= 0) & (a <= K)
             ok = in_range & mask[np.arange(E), np.clip(a, 0, K)]
             invalid = live & ~ok
             # a forbidden action advances time; if advancing is impossible it starts the first
@@ -499,7 +456,10 @@ class VectorEngine:
             if adv.any():
                 self._advance(adv, reward)
         else:
-            invalid = live & ~np.isfinite(np.asarray(actions, dtype=np.float64).reshape(E, K)).any(axis=1)
+            # an action with a non-finite score for any visible job is counted (that job is left out)
+            present = np.take_along_axis(c.s_status, self.vis, axis=1) != EMPTY
+            bad = ~np.isfinite(np.asarray(actions, dtype=np.float64).reshape(E, K)) & present
+            invalid = live & bad.any(axis=1)
             self.serve_scores(actions, live)
             self._advance(live, reward)
         self._refresh()

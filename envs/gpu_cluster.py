@@ -51,9 +51,12 @@ class GpuClusterEnv(gym.Env):
     advances to the next event. With preemption, at round boundaries running jobs compete too
     and lose their GPUs if outranked. Running jobs that are not visible keep their GPUs.
 
-    A forbidden action never crashes: in pick mode it is replaced by *advance* (or, when nothing
-    can happen without a start, by the first startable slot); in priority mode non-finite scores
-    leave their job out. Each is counted in ``info["invalid_actions"]``.
+    A forbidden action never crashes: in pick mode (a masked slot, a number outside ``0..K`` or
+    not an integer, e.g. 1.7) it is replaced by *advance* (or, when nothing can happen without a
+    start, by the first startable slot); in priority mode non-finite scores (NaN, +-inf) leave
+    their job out. ``info["invalid_actions"]`` counts the episode's forbidden actions: a pick
+    action once, a priority action once if any visible job got a non-finite score (scores of
+    empty slots are ignored).
 
     ## Observation Space
     ``Box(0, 1, (K * F + T + 5,), float32)``. ``K`` visible slots (waiting jobs oldest first,
@@ -69,7 +72,9 @@ class GpuClusterEnv(gym.Env):
     ``reward="jct"`` (default): minus the number of jobs in the system times the elapsed time,
     divided by ``reward_scale`` (3600 s): the episode return is minus the total JCT in hours.
     ``"slowdown"``: minus the sum over jobs in the system of elapsed time / job duration (the
-    return is minus the total slowdown). ``"utilization"``: allocated GPUs / cluster GPUs times
+    return is minus the total slowdown); durations below
+    :data:`envs.metrics.SLOWDOWN_MIN_DURATION` (1 s) count as that floor, so the reward stays
+    finite for any positive duration. ``"utilization"``: allocated GPUs / cluster GPUs times
     elapsed time / ``reward_scale``.
 
     ## Starting State
@@ -80,7 +85,16 @@ class GpuClusterEnv(gym.Env):
     ## Episode End
     Terminates when every job of the window has finished; truncates after ``max_steps`` steps
     (default ``50 * num_jobs``). ``info["episode_metrics"]`` then holds the metrics of DESIGN
-    section 6 (avg/median/p95/p99 JCT, makespan, utilisation, rho, ...).
+    section 6 (avg/median/p95/p99 JCT, makespan, utilisation, rho, ...); after a truncation the
+    job metrics cover the finished jobs and utilisation the simulated time (first submit to the
+    clock), never exceeding 1.
+
+    ## Jobs Larger Than the Cluster
+    A job that requests more GPUs than the largest GPU-type pool of the cluster could never
+    start (a gang runs on one GPU type): such jobs are dropped from the trace before its load is
+    rescaled and windows are drawn (:func:`envs.workload.drop_oversize`, as
+    :func:`envs.simulate` and ``train.py`` do), so every preset works with any trace. How many
+    were dropped is :attr:`dropped_jobs`.
 
     ## Arguments
     ``gym.make("GpuCluster-v0", **options)`` with the fields of :class:`envs.engine.EnvConfig`:
@@ -108,10 +122,14 @@ class GpuClusterEnv(gym.Env):
         self.observation_space, self.action_space = _spaces(self.engine)
         self._mask = np.ones(self.engine.K + 1, dtype=bool)
 
-
     @property
     def config(self) -> EnvConfig:
         return self.engine.cfg
+
+    @property
+    def dropped_jobs(self) -> int:
+        """Jobs of the trace dropped for requesting more GPUs than any GPU-type pool holds."""
+        return self.engine.dropped_jobs
 
     def _info(self) -> dict[str, Any]:
         eng = self.engine
@@ -221,6 +239,11 @@ class GpuClusterVectorEnv(VectorEnv):
         self._mask = mask
         infos.update(self._infos())
         return obs, reward, term, trunc, infos
+
+    @property
+    def dropped_jobs(self) -> int:
+        """Jobs of the trace dropped for requesting more GPUs than any GPU-type pool holds."""
+        return self.engine.dropped_jobs
 
     def action_masks(self) -> np.ndarray:
         """``(num_envs, K + 1)`` allowed actions now."""

@@ -3,8 +3,10 @@
 - JCT = finish - submit: mean, median, p95, p99 (numpy linear percentiles).
 - makespan = last finish - first submit.
 - queueing delay = first start - submit (mean).
-- slowdown = JCT / (run time alone on the requested GPUs of the reference type) (mean).
-- utilisation = allocated GPU-seconds / (cluster GPUs x makespan).
+- slowdown = JCT / (run time alone on the requested GPUs of the reference type) (mean); run
+  times below :data:`SLOWDOWN_MIN_DURATION` count as that floor (the slowdown reward too).
+- utilisation = allocated GPU-seconds / (cluster GPUs x makespan); with unfinished jobs (a
+  truncated episode) GPU-seconds run up to the clock, and the span is first submit to the clock.
 - finish-time fairness (Themis) rho = JCT / T_id, where T_id is the job's run time on an
   exclusive 1/n share of the cluster, n the time-averaged number of jobs in the system over the
   job's lifetime (itself included): T_id = run time alone x max(1, n x requested GPUs / cluster
@@ -19,6 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+#: seconds: the least run time a job's slowdown is measured against (metric and reward), so that
+#: slowdown stays finite for any positive duration
+SLOWDOWN_MIN_DURATION = 1.0
 
 RESULT_COLUMNS = (
     "job_id", "submit", "first_start", "finish", "num_gpus", "gpus_last", "duration", "jct",
@@ -40,30 +46,39 @@ def job_results(
     return pd.DataFrame({
         "job_id": job_id, "submit": submit, "first_start": first_start, "finish": finish,
         "num_gpus": num_gpus, "gpus_last": gpus_last, "duration": duration, "jct": jct,
-        "queueing_delay": first_start - submit, "slowdown": jct / duration, "rho": rho,
+        "queueing_delay": first_start - submit, "slowdown": jct / np.maximum(duration, SLOWDOWN_MIN_DURATION),
+        "rho": rho,
         "preemptions": preemptions, "restarts": restarts, "gpu_seconds": gpu_seconds,
     })
 
 
-def summarize(results: pd.DataFrame, total_gpus: int) -> dict[str, float]:
-    """The metrics of a replay or episode from its :func:`job_results` table."""
+def summarize(results: pd.DataFrame, total_gpus: int, end: float | None = None) -> dict[str, float]:
+    """The metrics of a replay or episode from its :func:`job_results` table (``end``: see
+    :func:`summarize_arrays`)."""
     col = lambda name: results[name].to_numpy(np.float64)  # noqa: E731
     return summarize_arrays(col("submit"), col("finish"), col("queueing_delay"), col("slowdown"),
-                            col("rho"), col("gpu_seconds"), col("preemptions"), col("restarts"), total_gpus)
+                            col("rho"), col("gpu_seconds"), col("preemptions"), col("restarts"), total_gpus, end)
 
 
 def summarize_arrays(
     submit: np.ndarray, finish: np.ndarray, queueing_delay: np.ndarray, slowdown: np.ndarray,
     rho: np.ndarray, gpu_seconds: np.ndarray, preemptions: np.ndarray, restarts: np.ndarray,
-    total_gpus: int,
+    total_gpus: int, end: float | None = None,
 ) -> dict[str, float]:
-    """:func:`summarize` on plain arrays (one entry per job; ``finish`` NaN if unfinished)."""
+    """:func:`summarize` on plain arrays (one entry per job; ``finish`` NaN if unfinished).
+
+    ``end``: the time up to which ``gpu_seconds`` were counted (the clock of a truncated
+    episode, whose running jobs hold GPU time too); with unfinished jobs utilisation is taken
+    over ``[first submit, end]`` so that its GPU time and its span cover the same time."""
     done = ~np.isnan(finish)
     out: dict[str, float] = {"jobs": float(len(submit)), "unfinished": float((~done).sum())}
     if not done.any():
         return out
     jct = finish[done] - submit[done]
     makespan = float(finish[done].max() - submit.min())
+    span = makespan
+    if end is not None and not done.all():
+        span = max(makespan, float(end - submit.min()))
     r = rho[done]
     out.update({
         "avg_jct": float(jct.mean()),
@@ -73,7 +88,7 @@ def summarize_arrays(
         "makespan": makespan,
         "avg_queueing_delay": float(queueing_delay[done].mean()),
         "avg_slowdown": float(slowdown[done].mean()),
-        "utilization": float(gpu_seconds.sum() / (total_gpus * makespan)) if makespan > 0 else 0.0,
+        "utilization": float(gpu_seconds.sum() / (total_gpus * span)) if span > 0 else 0.0,
         "avg_rho": float(r.mean()),
         "max_rho": float(r.max()),
         "unfair_fraction": float((r > 1.0 + 1e-9).mean()),
@@ -101,7 +116,8 @@ def _core_arrays(core, e: int) -> dict[str, np.ndarray]:
     gpu_sec[core.s_job[e][active]] += core.s_attained[e][active]
     return {"submit": submit, "first_start": core.j_start[sl], "finish": finish, "num_gpus": gpus,
             "gpus_last": core.j_gpus_used[sl], "duration": work, "jct": jct,
-            "queueing_delay": core.j_start[sl] - submit, "slowdown": jct / work, "rho": rho,
+            "queueing_delay": core.j_start[sl] - submit, "slowdown": jct / np.maximum(work, SLOWDOWN_MIN_DURATION),
+            "rho": rho,
             "preemptions": core.j_preempt[sl], "restarts": core.j_restarts[sl], "gpu_seconds": gpu_sec}
 
 
@@ -113,7 +129,8 @@ def from_core(core, e: int, job_id: np.ndarray | None = None) -> pd.DataFrame:
 
 
 def summarize_core(core, e: int) -> dict[str, float]:
-    """The metrics of env ``e`` straight from the core's arrays (no DataFrame: cheap per episode)."""
+    """The metrics of env ``e`` straight from the core's arrays (no DataFrame: cheap per episode);
+    GPU time runs up to the env's clock."""
     a = _core_arrays(core, e)
     return summarize_arrays(a["submit"], a["finish"], a["queueing_delay"], a["slowdown"], a["rho"],
-                            a["gpu_seconds"], a["preemptions"], a["restarts"], core.total_gpus)
+                            a["gpu_seconds"], a["preemptions"], a["restarts"], core.total_gpus, float(core.clock[e]))

@@ -50,6 +50,35 @@ class Workload:
         return (self.min_gpus != self.gpus) | (self.max_gpus != self.gpus)
 
 
+def drop_oversize(trace: pd.DataFrame, cluster: ClusterSpec, *, goodput: bool | None = None,
+                  source: str = "trace") -> tuple[pd.DataFrame, int]:
+    """``trace`` without the jobs that request more GPUs than the largest GPU-type pool of
+    ``cluster`` (a gang runs on one GPU type, so such a job could never start), and how many
+    were dropped. The simulator (:func:`envs.simulate`), the Gymnasium envs and ``train.py``
+    all fit traces to their cluster here, before any load rescaling.
+
+    Goodput workloads (``goodput``, default: whenever the trace records applications, as in
+    :func:`make_workload`) are returned whole: :func:`make_workload` cuts their requests to the
+    largest pool instead. Rows whose GPU count is not a number are kept for validation to
+    report. ``ValueError`` if no job fits.
+    """
+    if goodput is None:
+        goodput = "application" in trace.attrs.get("pollux", {})
+    if goodput or "num_gpus" not in trace.columns:
+        return trace, 0
+    biggest_pool = max(cluster.gpus_per_type().values())
+    too_big = (pd.to_numeric(trace["num_gpus"], errors="coerce") > biggest_pool).to_numpy()
+    dropped = int(too_big.sum())
+    if dropped == 0:
+        return trace, 0
+    if dropped == len(trace):
+        raise ValueError(f"{source}: all {dropped} jobs request more GPUs than the largest GPU pool of cluster "
+                         f"{cluster.name!r} ({biggest_pool}); a gang runs on one GPU type")
+    kept = trace[~too_big].reset_index(drop=True)
+    kept.attrs = dict(trace.attrs)
+    return kept, dropped
+
+
 def make_workload(
     trace: pd.DataFrame,
     cluster: ClusterSpec,
@@ -68,7 +97,8 @@ def make_workload(
     Jobs without a model get one by seeded draw (:func:`traces.models.with_models`). With
     ``elastic_fraction`` > 0 that fraction of multi-GPU-capable jobs (seeded draw) become elastic
     with bounds ``[1, 2 * requested]`` (capped at the largest GPU type pool). Raises
-    ``ValueError`` if a job needs more GPUs than any single GPU type of the cluster offers.
+    ``ValueError`` if a job needs more GPUs than any single GPU type of the cluster offers
+    (:func:`drop_oversize` removes such jobs first).
 
     Goodput jobs: a trace from :func:`traces.pollux.load_workload` records each job's
     application and batch size (``trace.attrs['pollux']``). With ``goodput`` (default: whenever

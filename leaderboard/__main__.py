@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 from leaderboard.suite import MissingDataError, SuiteError, load_suite, suite_names
@@ -61,6 +62,22 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _show_cache_warnings() -> None:
+    """Print a damaged-cache warning as one ``warning: ...`` line (not Python's file:line form)."""
+    from leaderboard.runner import CellCacheWarning
+
+    default = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file=None,
+             line: str | None = None) -> None:
+        if issubclass(category, CellCacheWarning):
+            print(f"warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "list":
@@ -76,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --jobs must be >= 2", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
+    _show_cache_warnings()
     if suite.expected_minutes is not None and args.policies is None and args.jobs is None and not args.agent:
         print(f"suite {suite.name}: expected time {suite.expected_label()}; finished cells are cached, "
               "so an interrupted run resumes", file=sys.stderr)

@@ -3,7 +3,10 @@
 Each cell's result (per-job table, metrics, events, wall time) is written to
 ``<out>/cells/<key>.parquet`` (the per-job table; the rest in the file's schema metadata) by an
 atomic rename, so a run killed at any point leaves only whole cell files, and the next run
-computes exactly the cells whose file is missing. The key is the hash of the cell's full
+computes exactly the cells whose file is missing. Beside each cell file, ``<key>.parquet.sha256``
+(``sha256sum`` format) holds the SHA-256 of its bytes: a cell file that is truncated, altered,
+unreadable or lacks its checksum is recomputed with a :class:`CellCacheWarning` naming the file,
+so a damaged cache never fails a run nor feeds it different data. The key is the hash of the cell's full
 definition (:func:`leaderboard.suite.cell_key`), so cells of other suites, other ``--jobs``
 or another package version never collide. Outputs are always rebuilt from the cell files of
 the current run, whichever process computed them, so they do not depend on ``--workers``,
@@ -15,11 +18,16 @@ dependencies (numpy, pandas...): after upgrading those, run with ``--fresh`` to 
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +42,16 @@ from traces.clusters import NODE_COLUMNS, ClusterSpec
 #: Test hook: seconds each cell sleeps before computing (lets tests interrupt a run mid-way).
 DELAY_ENV = "CLUSTERGYM_LEADERBOARD_CELL_DELAY"
 META_KEY = b"clustergym.leaderboard"
+CHECKSUM_SUFFIX = ".sha256"
+
+
+class CellCacheWarning(UserWarning):
+    """A cached cell file is damaged (truncated, altered, unreadable or without its checksum)
+    and is recomputed."""
+
+
+class DamagedCellError(ValueError):
+    """A cached cell file fails its checksum or cannot be read back."""
 
 
 @dataclass
@@ -64,6 +82,33 @@ def cell_path(cache_dir: Path, cell: Cell) -> Path:
     return cache_dir / f"{cell.key}.parquet"
 
 
+def checksum_path(path: Path) -> Path:
+    """The checksum file of the cell file ``path``: ``<key>.parquet.sha256``."""
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def _replace_atomically(target: Path, data: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+
+
+def write_cell_file(target: Path, data: bytes) -> None:
+    """Write the cell file ``target`` and its checksum, each by an atomic rename.
+
+    The checksum goes first: a kill between the two renames leaves a checksum without a cell
+    file (the cell is missing and is computed), never a whole cell file without its checksum."""
+    digest = hashlib.sha256(data).hexdigest()
+    _replace_atomically(checksum_path(target), f"{digest}  {target.name}\n".encode())
+    _replace_atomically(target, data)
+
+
+def remove_cell_file(path: Path) -> None:
+    """Delete a cell file and its checksum (either may be absent)."""
+    path.unlink(missing_ok=True)
+    checksum_path(path).unlink(missing_ok=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -75,7 +120,8 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(cache_dir: Path) -> int:
-    """Delete half-written cell files (``.<key>.parquet.<pid>.tmp``) of processes that are gone."""
+    """Delete half-written cell and checksum files (``.<key>.parquet[.sha256].<pid>.tmp``) of
+    processes that are gone."""
     removed = 0
     for tmp in cache_dir.glob(".*.parquet.*.tmp"):
         try:
@@ -122,24 +168,106 @@ def compute_cell(cell: Cell, path: str) -> tuple[int, str | None, float]:
             "events": int(res.events), "wall_time": wall}
     table = pa.Table.from_pandas(res.jobs, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, target)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    write_cell_file(Path(path), sink.getvalue().to_pybytes())
     return cell.index, None, wall
 
 
+def _verified_bytes(path: Path) -> bytes:
+    """The bytes of the cell file ``path`` if they match its checksum file; else
+    :class:`DamagedCellError` saying what is wrong, quoting the files' own values."""
+    data = path.read_bytes()
+    sums = checksum_path(path)
+    try:
+        recorded_text = sums.read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        raise DamagedCellError(f"{path}: no checksum file {sums.name}") from None
+    recorded = recorded_text.split()
+    if len(recorded) != 2 or len(recorded[0]) != 64 or recorded[1] != path.name \
+            or any(ch not in "0123456789abcdef" for ch in recorded[0]):
+        raise DamagedCellError(f"{sums}: expected '<64 hex digits>  {path.name}', found {recorded_text[:120]!r}")
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != recorded[0]:
+        raise DamagedCellError(f"{path}: SHA-256 {actual} ({len(data)} bytes) does not match "
+                               f"{recorded[0]} recorded in {sums.name}")
+    return data
+
+
 def read_cell(cell: Cell, path: Path) -> CellResult:
-    table = pq.read_table(path)
-    meta = json.loads(table.schema.metadata[META_KEY])
-    if meta["definition"] != json.loads(json.dumps(cell.definition)):
+    """Read back a cell file, verified against its checksum. Raises :class:`DamagedCellError` if
+    the file fails its checksum or does not hold a cell result."""
+    data = _verified_bytes(path)
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+        meta = json.loads(table.schema.metadata[META_KEY])
+        definition, metrics = meta["definition"], meta["metrics"]
+        events, wall_time = int(meta["events"]), float(meta["wall_time"])
+        jobs = table.to_pandas()
+    except (pa.ArrowException, OSError, ValueError, TypeError, KeyError) as exc:
+        what = f"no {META_KEY.decode()} metadata" if isinstance(exc, (KeyError, TypeError)) else \
+            f"{type(exc).__name__}: {exc}"
+        raise DamagedCellError(f"{path}: not a readable cell file ({what})") from None
+    if definition != json.loads(json.dumps(cell.definition)):
         raise RuntimeError(f"{path}: cache file does not hold cell {cell.labels()} (hash collision?)")
-    return CellResult(cell, table.to_pandas(), meta["metrics"], int(meta["events"]), float(meta["wall_time"]))
+    return CellResult(cell, jobs, metrics, events, wall_time)
 
 
-def _init_worker() -> None:
+def read_cached(cells: list[Cell], cache_dir: Path) -> tuple[dict[int, CellResult], list[Cell]]:
+    """Read the cached cells of ``cells``; returns ``(results by cell index, cells to compute)``.
+
+    A cell is computed if its file is missing, or damaged: then the file and its checksum are
+    deleted and a :class:`CellCacheWarning` names the file and what is wrong with it."""
+    cached: dict[int, CellResult] = {}
+    todo: list[Cell] = []
+    for c in cells:
+        path = cell_path(cache_dir, c)
+        if not path.is_file():
+            todo.append(c)
+            continue
+        try:
+            cached[c.index] = read_cell(c, path)
+        except DamagedCellError as exc:
+            warnings.warn(f"damaged cache: {exc}; recomputing cell "
+                          f"{', '.join(f'{k}={v}' for k, v in c.labels().items())}", CellCacheWarning, stacklevel=3)
+            remove_cell_file(path)
+            todo.append(c)
+    return cached, todo
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker process when its parent ``parent`` dies, even by SIGKILL (which gives the
+    parent no chance to stop its pool): on Linux the kernel sends SIGKILL on the parent's death
+    (``prctl(PR_SET_PDEATHSIG)``), elsewhere a daemon thread polls the parent's pid. With every
+    worker gone, multiprocessing's resource tracker reads end-of-file and exits too."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before prctl took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _init_worker(parent: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker (torch reads it on import)
+    if parent is not None:
+        _exit_with_parent(parent)
 
 
 def default_workers() -> int:
@@ -177,7 +305,8 @@ def compute(cells: list[Cell], cache_dir: Path, *, workers: int, progress: bool,
                 bar.update(1)
             return failed
         ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=ctx, initializer=_init_worker)
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=ctx, initializer=_init_worker,
+                                   initargs=(os.getpid(),))
         pending: set[Future] = set()
         try:
             queue = list(cells)
@@ -234,11 +363,12 @@ def run(
     remove_stale_temporaries(cache_dir)
     if fresh:
         for c in cells:
-            cell_path(cache_dir, c).unlink(missing_ok=True)
-    todo = [c for c in cells if not cell_path(cache_dir, c).is_file()]
+            remove_cell_file(cell_path(cache_dir, c))
+    cached, todo = read_cached(cells, cache_dir)
     workers = default_workers() if workers is None else max(1, int(workers))
     failed = compute(todo, cache_dir, workers=workers, progress=progress, desc=suite.name)
     failed_idx = {c.index for c, _ in failed}
-    results = [read_cell(c, cell_path(cache_dir, c)) for c in cells if c.index not in failed_idx]
+    results = [cached[c.index] if c.index in cached else read_cell(c, cell_path(cache_dir, c))
+               for c in cells if c.index not in failed_idx]
     files = report.write_all(suite, specs, cells, results, failed, out)
     return RunSummary(suite.name, out, len(cells), len(cells) - len(todo), len(todo) - len(failed), failed, files)

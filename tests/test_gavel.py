@@ -228,7 +228,8 @@ def test_rounds_realise_equal_shares_on_one_gpu():
 
 def test_work_conserving_knob():
     """Without it, jobs that arrive mid-round wait for the next round boundary."""
-    trace = make_trace(pd.DataFrame({"submit_time": [10.0], "duration": [600.0], "num_gpus": [1], "model": ["lm"]}))
+    trace = make_trace(pd.DataFrame({"submit_time": [10.0], "duration": [600.0], "num_gpus": [1], "model": ["lm"]}),
+                       rebase=False)
     one = clusters.homogeneous(1, 1, name="one-gpu")
     assert simulate(trace, one, baselines.get("gavel")).jobs["first_start"][0] == 10.0
     assert simulate(trace, one, baselines.get("gavel", work_conserving=False)).jobs["first_start"][0] == 360.0

@@ -51,7 +51,7 @@ MEDIAN = {"resnet18": 1800, "resnet50": 5400, "transformer": 3600, "lm": 2700, "
 
 def table(rows):
     """A canonical job table from (submit, duration, gpus, model) rows."""
-    return make_trace(pd.DataFrame(rows, columns=["submit_time", "duration", "num_gpus", "model"]))
+    return make_trace(pd.DataFrame(rows, columns=["submit_time", "duration", "num_gpus", "model"]), rebase=False)
 
 
 def small_jobs(num_jobs: int, seed: int, jobs_per_hour: float = 24.0) -> pd.DataFrame:

@@ -27,7 +27,7 @@ ONE_NODE = clusters.homogeneous(1, 8, name="one-node")
 
 def table(rows):
     """A canonical job table from (submit, duration, gpus, model) rows."""
-    return make_trace(pd.DataFrame(rows, columns=["submit_time", "duration", "num_gpus", "model"]))
+    return make_trace(pd.DataFrame(rows, columns=["submit_time", "duration", "num_gpus", "model"]), rebase=False)
 
 
 class Logged:

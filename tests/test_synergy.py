@@ -377,7 +377,9 @@ def test_vector_env_smoke(resources):
         if done >= 3:
             break
     env.close()
-    assert done >= 3 and eng.invalid.sum() == 0
+    assert done >= 3
+    if not resources:  # LAS leaves no job out; Synergy's left-out jobs get -inf, counted as invalid
+        assert eng.invalid.sum() == 0
 
 
 def test_bad_knobs_raise():

@@ -48,6 +48,15 @@ class ClusterSpec:
         if (gpus < 1).any() or (gpus != np.round(gpus)).any():
             i = int(np.flatnonzero((gpus < 1) | (gpus != np.round(gpus)))[0])
             raise ValueError(f"cluster {self.name!r}, node {i}: expected >= 1 GPUs, got {gpus[i]}")
+        for col, what in (("cpus", "CPUs"), ("mem_gb", "GB of memory")):
+            values = pd.to_numeric(self.nodes[col], errors="coerce").to_numpy(np.float64)
+            bad = ~(np.isfinite(values) & (values >= 0))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                got = self.nodes[col].iloc[i]
+                got = got.item() if isinstance(got, np.generic) else got
+                raise ValueError(f"cluster {self.name!r}, node {i}, column {col!r}: expected a finite number "
+                                 f">= 0 of {what}, got {got!r}")
         nodes = self.nodes.reset_index(drop=True).copy()
         nodes["gpu_type"] = types
         nodes["num_gpus"] = gpus.astype(np.int64)

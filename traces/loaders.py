@@ -14,15 +14,21 @@ columns, ends with :func:`traces.schema.validate` (so rows come out sorted by su
 
 :func:`local_times` turns ``submit_time`` back into the trace's naive local wall-clock times.
 :func:`save_trace` writes the canonical CSV or Parquet; ``load_trace(save_trace(df))`` returns
-exactly ``validate(df)``.
+exactly ``validate(df, rebase=True)``, whatever the table's text holds (commas, quotes, ``\r``,
+``\n``, any Unicode).
 
 Any input that cannot be read as documented raises :class:`~traces.schema.TraceError`, whose
 message names the file, the 0-based data row (header excluded; for JSON, the job's index in the
-list) and the column where known, and what was expected there: missing or extra columns,
-unparsable numbers or times, missing required values, negative or NaN durations, zero-GPU jobs
-where a format has no rule to drop them, empty files, truncated or corrupt gzip, ragged CSV rows,
-a format that does not match the content. Each dropped row is counted under the first rule
-below that matches it, in the order listed.
+list) and the column where known, what was expected there and the value as the file writes
+it: missing or extra columns, unparsable or infinite numbers, unparsable times or times outside
+``[EARLIEST_TIME, LATEST_TIME)`` (1970 to 2200), missing required values, durations of kept jobs
+that are NaN or below :data:`~traces.schema.MIN_DURATION` (1 ms), GPU counts above
+:data:`~traces.schema.MAX_GPUS` (2**31 - 1, so nothing overflows int64) and zero-GPU jobs where a
+format has no rule to drop them, empty files, truncated or corrupt gzip, ragged CSV rows, JSON
+nested too deeply to parse, a named pipe, device or socket (refused without opening it, so
+nothing blocks), a format that does not match the content. The row is always the file's own,
+also where earlier rows are dropped. Each dropped row is counted under the first rule below that
+matches it, in the order listed.
 
 Reading, all formats
 --------------------
@@ -34,8 +40,9 @@ Reading, all formats
   (6 fields with numeric 5th/6th: Alibaba ``pai_job_table``; 10 fields with numeric 3rd and 9th:
   ``pai_task_table``). A folder holding ``pai_job_table.csv`` is Alibaba PAI.
 - CSV fields are read as text and converted here, so that an error names its row and column.
-  Every row must have as many fields as the header (or, headerless, as the first row). Blank
-  lines are skipped and do not count as rows. Numbers are parsed exactly (Python ``float``).
+  Every row must have as many fields as the header (or, headerless, as the first row). Lines
+  end at ``\n``, ``\r\n`` or a lone ``\r``. Blank lines are skipped and do not count as rows.
+  Numbers are parsed exactly (Python ``float``).
 - Wall-clock strings must be ``YYYY-MM-DD HH:MM:SS``.
 
 ``pollux_philly``: Philly as processed for Pollux (``timestamp,duration,num_gpus,gpu_time,cluster``)
@@ -51,8 +58,8 @@ Reading, all formats
   to its line in the file (line ``row + 2``). ``vc`` = ``cluster``; ``duration`` = ``duration``;
   ``num_gpus`` = ``num_gpus``; ``user``, ``status``, ``gpu_type``, ``model`` empty.
 - Nothing is dropped: duplicate rows are real, distinct jobs and are kept. Errors: missing or
-  unparsable ``timestamp``; ``duration`` missing, NaN, or <= 0; ``num_gpus`` not an integer
-  >= 1; ``gpu_time`` != ``duration * num_gpus`` (relative tolerance 1e-9).
+  unparsable ``timestamp``; ``duration`` missing, NaN, or below ``MIN_DURATION``; ``num_gpus``
+  not an integer from 1 to ``MAX_GPUS``; ``gpu_time`` != ``duration * num_gpus`` (relative tolerance 1e-9).
 
 ``philly_json``: raw Philly ``cluster_job_log`` (msr-fiddle/philly-traces)
 ---------------------------------------------------------------------------
@@ -87,8 +94,9 @@ end_time, duration, queue``; times are local wall-clock strings, read as ``Asia/
   ``submit_time``. ``cpu_num``, ``node_num``, ``start_time``, ``end_time`` and ``queue`` are
   not used or checked.
 - Dropped, in order: CPU-only jobs (``gpu_num`` 0); zero or missing (NaN/empty) ``duration``.
-- Errors: missing/unparsable ``submit_time``, ``gpu_num`` missing or not an integer >= 0,
-  negative ``duration``, duplicate ``job_id``.
+- Errors: missing/unparsable ``submit_time``, ``gpu_num`` missing or not an integer from 0 to
+  ``MAX_GPUS``, negative ``duration``, a kept job's ``duration`` above 0 but below
+  ``MIN_DURATION``, duplicate ``job_id``.
 
 ``alibaba_pai``: Alibaba PAI 2020 (alibaba/clusterdata ``cluster-trace-gpu-v2020``)
 ----------------------------------------------------------------------------------
@@ -119,13 +127,16 @@ table found the same way. ``report.rows_read`` counts job-table rows.
   duration. Task rows whose ``job_name`` is not in the job table are ignored and counted in
   ``repaired``.
 - Errors: wrong number of fields, empty or duplicate ``job_name`` in the job table, unparsable
-  numbers, missing or negative ``inst_num``, negative ``plan_gpu``.
+  numbers, missing or negative ``inst_num``, negative ``plan_gpu``, a task or job asking for more
+  than ``MAX_GPUS`` GPUs, a kept job whose duration is below ``MIN_DURATION``.
 
 ``csv`` and ``parquet``: the canonical table
 --------------------------------------------
 Exactly the columns of :data:`traces.schema.COLUMNS` (any order), checked by ``validate``.
 CSV text fields are kept verbatim (``""``, ``"NA"``, ``"None"`` are strings, not missing).
-Nothing is dropped or repaired.
+``submit_time`` is re-based to the first submit (e.g. Unix-epoch seconds become seconds from the
+first job), so a constant shift of every submit loads as the same table. Nothing is dropped or
+repaired.
 """
 
 from __future__ import annotations
@@ -136,6 +147,7 @@ import io
 import json
 import logging
 import re
+import stat
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -147,7 +159,19 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from traces.schema import COLUMNS, LoadReport, TraceError, empty_strings, validate
+from traces.schema import (
+    COLUMNS,
+    MAX_GPUS,
+    MIN_DURATION,
+    LoadReport,
+    TraceError,
+    bad_gpu_counts,
+    duration_error,
+    empty_strings,
+    gpu_count_error,
+    shown,
+    validate,
+)
 
 __all__ = ["FORMATS", "TraceReport", "detect_format", "load_trace", "local_times", "save_trace"]
 
@@ -170,6 +194,9 @@ PHILLY_JOB_KEYS = ("status", "vc", "jobid", "attempts", "submitted_time", "user"
 PACIFIC = "America/Los_Angeles"  # = US/Pacific (a backward-compatible alias of this zone)
 HELIOS_TZ = "Asia/Shanghai"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+EARLIEST_TIME = pd.Timestamp("1970-01-01 00:00:00")
+LATEST_TIME = pd.Timestamp("2200-01-01 00:00:00")
+"""Wall-clock times outside ``[EARLIEST_TIME, LATEST_TIME)`` are damaged values and raise."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
@@ -233,7 +260,7 @@ def detect_format(path: str | Path) -> str:
         raise TraceError(source, "empty file (only whitespace)")
     if stripped[0] in "[{":
         return "philly_json"
-    first = next(csv.reader([stripped.splitlines()[0]]), [])
+    first = next(csv.reader(io.StringIO(stripped, newline="")), [])
     fields = [f.strip() for f in first]
     best, best_score = None, 0.0
     for name, header in _HEADERS.items():
@@ -276,10 +303,10 @@ def load_trace(path: str | Path, format: str | None = None) -> pd.DataFrame:
         df, origin, tz = loader(path, source, report)
         if len(df) == 0:
             raise TraceError(source, f"no jobs left after filtering: {report.dropped}")
-        out = validate(df, source)
+        out = validate(df, source, rebase=True)
     except TraceError:
         raise
-    except (ValueError, KeyError, TypeError, IndexError, OSError, pa.ArrowException) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, OSError, pa.ArrowException, csv.Error) as exc:
         # A safety net: every anticipated problem raises a TraceError with row and column above.
         raise TraceError(source, f"cannot read as {format!r}: {type(exc).__name__}: {exc}") from exc
     out.attrs["report"] = report
@@ -293,15 +320,16 @@ def load_trace(path: str | Path, format: str | None = None) -> pd.DataFrame:
 def save_trace(df: pd.DataFrame, path: str | Path) -> None:
     """Validate ``df`` and write it as canonical CSV (``.csv``, ``.csv.gz``) or Parquet
     (``.parquet``, ``.pq``), chosen by suffix. ``load_trace`` of the file returns exactly
-    ``validate(df)`` (floats are written at full precision)."""
+    ``validate(df, rebase=True)``: floats are written at full precision and CSV text fields are
+    quoted, so commas, quotes and line breaks (``\r`` too) in them read back as written."""
     path = Path(path)
     name = path.name.lower()
-    out = validate(df, f"save_trace({path})")
+    out = validate(df, f"save_trace({path})", rebase=True)
     out.attrs = {}  # attrs hold Python objects; Parquet would try to serialise them as JSON
     if name.endswith((".parquet", ".pq")):
         out.to_parquet(path, index=False, engine="pyarrow")
     elif name.endswith((".csv", ".csv.gz")):
-        out.to_csv(path, index=False, lineterminator="\n")
+        out.to_csv(path, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
     else:
         raise TraceError(str(path), "unsupported file name: expected a .csv, .csv.gz, .parquet or .pq suffix")
 
@@ -326,7 +354,9 @@ def local_times(df: pd.DataFrame) -> pd.Series:
 
 def _read_bytes(path: Path, source: str, limit: int | None = None) -> bytes:
     """The file's bytes (only the first ``limit`` when given), gunzipped if gzip; TraceError for
-    unreadable, empty or bad gzip."""
+    unreadable, empty or bad gzip, or anything but a regular file (a named pipe or a device
+    would block or never end)."""
+    _regular_file(path, source)
     try:
         with path.open("rb") as f:
             data = f.read() if limit is None else f.read(limit)
@@ -350,6 +380,27 @@ def _read_bytes(path: Path, source: str, limit: int | None = None) -> bytes:
     if limit is None and not data.strip():
         raise TraceError(source, "empty file (only whitespace)")
     return data
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def _regular_file(path: Path, source: str) -> None:
+    """TraceError unless ``path`` is a regular file (symbolic links followed), checked without
+    opening it, since opening a named pipe blocks until a writer appears."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise TraceError(source, f"cannot read file: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        raise TraceError(source, f"is {kind}; expected a regular trace file")
 
 
 def _head(path: Path, source: str, n: int = 65536) -> bytes:
@@ -376,10 +427,18 @@ def _decode(data: bytes, source: str) -> str:
         raise TraceError(source, f"not UTF-8 text (byte {exc.start}); expected a CSV or JSON text file") from exc
 
 
-def _csv_rows(text: str):
-    """(data-row index, fields) of the non-blank CSV rows of ``text``."""
+def _csv_rows(text: str, source: str):
+    """(data-row index, fields) of the non-blank CSV rows of ``text``; any of ``\n``, ``\r\n``
+    and ``\r`` ends a line."""
     row = 0
-    for fields in csv.reader(io.StringIO(text)):
+    reader = csv.reader(io.StringIO(text, newline=""))
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise TraceError(source, f"malformed CSV near line {reader.line_num}: {exc}") from exc
         if not fields or fields == [""]:
             continue
         yield row, fields
@@ -394,7 +453,7 @@ def _read_csv(data: bytes, source: str, *, header: bool) -> pd.DataFrame:
     text = _decode(data, source)
     if text.lstrip()[:1] in ("[", "{"):
         raise TraceError(source, "expected CSV text, found JSON (a Philly cluster_job_log is format 'philly_json')")
-    rows = _csv_rows(text)
+    rows = _csv_rows(text, source)
     first = next(rows, None)
     if first is None:
         raise TraceError(source, "empty file (no CSV rows)")
@@ -403,8 +462,10 @@ def _read_csv(data: bytes, source: str, *, header: bool) -> pd.DataFrame:
         dup = sorted({c for c in names if names.count(c) > 1})
         if dup:
             raise TraceError(source, f"duplicate column names {dup} in the header {names}", column=dup[0])
-    leading = text[: re.match(r"\s*", text).end()].count("\n")  # blank lines before row 0
+    # Blank lines before row 0 (pyarrow ends a line at \n, \r\n or \r, as csv does).
+    leading = len(re.findall(r"\r\n|\r|\n", text[: re.match(r"\s*", text).end()]))
     read = pa_csv.ReadOptions(column_names=names, skip_rows=leading + 1 if header else leading)
+    parse = pa_csv.ParseOptions(newlines_in_values=b'"' in data)  # quoted line breaks across blocks
     convert = pa_csv.ConvertOptions(
         column_types={c: pa.string() for c in names},
         strings_can_be_null=False,
@@ -412,7 +473,7 @@ def _read_csv(data: bytes, source: str, *, header: bool) -> pd.DataFrame:
         null_values=[],
     )
     try:
-        table = pa_csv.read_csv(io.BytesIO(data), read_options=read, convert_options=convert)
+        table = pa_csv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as exc:
         for row, fields in rows:
             if len(fields) != len(names):
@@ -457,7 +518,8 @@ def _numbers(
     where: Where | None = None,
     what: str = "a number",
 ) -> np.ndarray:
-    """Text -> float64 exactly (Python float). Empty -> NaN, or TraceError if ``required``."""
+    """Text -> float64 exactly (Python float). Empty -> NaN, or TraceError if ``required``;
+    infinite values (``inf``, ``1e400``) raise TraceError."""
     arr = np.asarray(s, dtype=object)
     arr = np.array([("" if v is None else str(v).strip()) for v in arr], dtype=object) if arr.size else arr
     where = where or (lambda i: (i, column))
@@ -466,10 +528,11 @@ def _numbers(
         i = int(np.flatnonzero(empty)[0])
         row, col = where(i)
         raise TraceError(source, f"expected {what}, found an empty field", row=row, column=col)
+    text = arr
     arr = arr.copy()
     arr[empty] = "nan"
     try:
-        return arr.astype(np.float64)
+        values = arr.astype(np.float64)
     except ValueError:
         for i, v in enumerate(arr):
             try:
@@ -478,6 +541,12 @@ def _numbers(
                 row, col = where(i)
                 raise TraceError(source, f"expected {what}, got {v!r}", row=row, column=col) from None
         raise
+    infinite = np.isinf(values)
+    if infinite.any():
+        i = int(np.flatnonzero(infinite)[0])
+        row, col = where(i)
+        raise TraceError(source, f"expected {what} (a finite number), got {text[i]!r}", row=row, column=col)
+    return values
 
 
 def _times(
@@ -502,6 +571,13 @@ def _times(
         i = int(np.flatnonzero(bad)[0])
         row, col = where(i)
         raise TraceError(source, f"expected a time 'YYYY-MM-DD HH:MM:SS', got {text[i]!r}", row=row, column=col)
+    outside = ((parsed < EARLIEST_TIME) | (parsed >= LATEST_TIME)).to_numpy()
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        row, col = where(i)
+        raise TraceError(
+            source, f"expected a time from {EARLIEST_TIME} to before {LATEST_TIME}, got {text[i]!r}", row=row, column=col
+        )
     return parsed
 
 
@@ -577,9 +653,9 @@ def _load_pollux(path: Path, source: str, report: TraceReport):
         raise TraceError(source, "no data rows (header only)")
     local = _times(raw["timestamp"], source, "timestamp", required=True)
     duration = _numbers(raw["duration"], source, "duration", required=True, what="a duration in seconds")
-    _positive(duration, source, "duration")
+    _durations(duration, raw["duration"], source, "duration")
     gpus = _numbers(raw["num_gpus"], source, "num_gpus", required=True, what="a GPU count")
-    _gpu_counts(gpus, source, "num_gpus", minimum=1)
+    _gpu_counts(gpus, raw["num_gpus"], source, "num_gpus", minimum=1)
     gpu_time = _numbers(raw["gpu_time"], source, "gpu_time", required=True)
     expected = duration * gpus
     off = ~(np.abs(gpu_time - expected) <= 1e-9 * np.maximum(1.0, np.abs(expected)))
@@ -603,26 +679,34 @@ def _load_pollux(path: Path, source: str, report: TraceReport):
     return df, origin, PACIFIC
 
 
-def _positive(values: np.ndarray, source: str, column: str) -> None:
-    bad = ~(values > 0)
+def _durations(values: np.ndarray, text, source: str, column: str, *, check: np.ndarray | None = None) -> None:
+    """TraceError at the first row (among ``check``, default all) whose duration is below
+    :data:`~traces.schema.MIN_DURATION` (or NaN), quoting the file's text."""
+    bad = ~(values >= MIN_DURATION)
+    if check is not None:
+        bad &= check
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise TraceError(source, f"expected a duration > 0 seconds, got {values[i]}", row=i, column=column)
+        raise TraceError(source, f"{duration_error()}, got {shown(np.asarray(text)[i])}", row=i, column=column)
 
 
-def _gpu_counts(values: np.ndarray, source: str, column: str, *, minimum: int) -> None:
-    bad = ~((values >= minimum) & (values == np.round(values)))
+def _gpu_counts(values: np.ndarray, text, source: str, column: str, *, minimum: int) -> None:
+    """TraceError at the first row whose GPU count is not an integer in ``[minimum, MAX_GPUS]``,
+    quoting the file's text (not the parsed float, which rounds large integers)."""
+    bad = bad_gpu_counts(values, minimum)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise TraceError(
-            source, f"expected an integer number of GPUs >= {minimum}, got {values[i]}", row=i, column=column
-        )
+        raise TraceError(source, f"{gpu_count_error(minimum)}, got {shown(np.asarray(text)[i])}", row=i, column=column)
 
 
 def _load_philly_json(path: Path, source: str, report: TraceReport):
     text = _decode(_read_bytes(path, source), source)
     try:
         jobs = json.loads(text)
+    except RecursionError:
+        raise TraceError(
+            source, "JSON nested too deeply to read; expected a JSON list of jobs (Philly cluster_job_log)"
+        ) from None
     except json.JSONDecodeError as exc:
         raise TraceError(
             source,
@@ -748,7 +832,7 @@ def _load_helios(path: Path, source: str, report: TraceReport):
     job_id = raw["job_id"].to_numpy(dtype=object)
     _check_unique(job_id, source, "job_id")
     gpus = _numbers(raw["gpu_num"], source, "gpu_num", required=True, what="a GPU count")
-    _gpu_counts(gpus, source, "gpu_num", minimum=0)
+    _gpu_counts(gpus, raw["gpu_num"], source, "gpu_num", minimum=0)
     duration = _numbers(raw["duration"], source, "duration", required=False, what="a duration in seconds")
     neg = duration < 0
     if neg.any():
@@ -764,6 +848,7 @@ def _load_helios(path: Path, source: str, report: TraceReport):
         ],
         report,
     )
+    _durations(duration, raw["duration"], source, "duration", check=keep)
     report.repair(AMBIGUOUS_RULE, (keep & amb).sum())
     report.repair(NONEXISTENT_RULE, (keep & non).sum())
     return _kept_rows(keep, aware, HELIOS_TZ, job_id=job_id, duration=duration, num_gpus=gpus.astype(np.int64),
@@ -840,7 +925,19 @@ def _load_alibaba(path: Path, source: str, report: TraceReport):
             i = int(np.flatnonzero(neg)[0])
             raise TraceError(tsrc, f"expected a value >= 0, got {vals[i]}", row=i, column=col)
     plan = np.nan_to_num(plan, nan=0.0)
-    task_gpus = np.ceil(np.round(inst * plan / 100.0, 6)).astype(np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        task_gpus_f = np.ceil(np.round(inst * plan / 100.0, 6))
+    huge = ~(task_gpus_f <= MAX_GPUS)
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        raise TraceError(
+            tsrc,
+            f"expected inst_num * plan_gpu / 100 <= {MAX_GPUS} GPUs (MAX_GPUS), got inst_num "
+            f"{tasks['inst_num'].iloc[i]!r} and plan_gpu {tasks['plan_gpu'].iloc[i]!r}",
+            row=i,
+            column="plan_gpu",
+        )
+    task_gpus = task_gpus_f.astype(np.int64)
 
     idx = pd.Index(names).get_indexer(tasks["job_name"].str.strip().to_numpy(dtype=object))
     known = idx >= 0
@@ -849,7 +946,18 @@ def _load_alibaba(path: Path, source: str, report: TraceReport):
     t_gpus = task_gpus[known]
     t_has = ~np.isnan(t_start[known]) & ~np.isnan(t_end[known])
     n_tasks = np.bincount(j, minlength=nj)
-    num_gpus = np.bincount(j, weights=t_gpus, minlength=nj).astype(np.int64)
+    total_gpus = np.bincount(j, weights=t_gpus, minlength=nj)
+    huge = total_gpus > MAX_GPUS
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        raise TraceError(
+            jsrc,
+            f"job {names[i]!r}: its tasks in {tsrc} ask for {int(total_gpus[i])} GPUs in total; "
+            f"expected at most {MAX_GPUS} (MAX_GPUS)",
+            row=i,
+            column="job_name",
+        )
+    num_gpus = total_gpus.astype(np.int64)
     n_timed = np.bincount(j[t_has], minlength=nj)
     first_start = np.full(nj, np.nan)
     last_end = np.full(nj, np.nan)
@@ -882,6 +990,16 @@ def _load_alibaba(path: Path, source: str, report: TraceReport):
         ],
         report,
     )
+    short = keep & (duration < MIN_DURATION)
+    if short.any():
+        i = int(np.flatnonzero(short)[0])
+        raise TraceError(
+            jsrc,
+            f"job {names[i]!r}: its tasks in {tsrc} run from start_time {shown(first_start[i])} to end_time "
+            f"{shown(last_end[i])}, {shown(duration[i])} s; {duration_error()}",
+            row=i,
+            column="job_name",
+        )
     report.repair("jobs whose GPU tasks name several GPU types (type of the largest task kept)", (keep & mixed).sum())
     report.repair("jobs with tasks lacking start_time or end_time (ignored for duration)", (keep & (n_timed < n_tasks)).sum())
     if not keep.any():
@@ -909,6 +1027,11 @@ def _canonical(raw: pd.DataFrame, source: str, what: str) -> pd.DataFrame:
         col = raw[c]
         if c in ("submit_time", "duration", "num_gpus") and not pd.api.types.is_numeric_dtype(col):
             out[c] = _numbers(col, source, c, required=True)
+            # Checked here, on the text, so that errors quote the file's value as written.
+            if c == "duration":
+                _durations(out[c], col, source, c)
+            elif c == "num_gpus":
+                _gpu_counts(out[c], col, source, c, minimum=1)
         else:
             out[c] = col.to_numpy()
     return pd.DataFrame(out)

@@ -7,8 +7,9 @@ column         dtype      meaning
 =============  =========  ==========================================================
 job_id         str        unique within the trace
 submit_time    float64    seconds from the first submit (>= 0, non-decreasing)
-duration       float64    GPU run time at the original allocation, seconds (> 0)
-num_gpus       int64      GPUs the job requested (>= 1)
+duration       float64    GPU run time at the original allocation, seconds
+                          (>= :data:`MIN_DURATION`)
+num_gpus       int64      GPUs the job requested (1 to :data:`MAX_GPUS`)
 user           str        may be empty
 vc             str        virtual cluster / queue; may be empty
 status         str        e.g. Pass, Killed, Failed, COMPLETED; may be empty
@@ -37,6 +38,14 @@ COLUMNS: tuple[str, ...] = (
 )
 NUMERIC_COLUMNS = ("submit_time", "duration", "num_gpus")
 STRING_COLUMNS = ("job_id", "user", "vc", "status", "gpu_type", "model")
+
+MIN_DURATION = 1e-3
+"""The shortest duration a job may have, in seconds (1 ms). Traces record whole seconds or at
+most milliseconds; anything shorter is a damaged value, and would make per-job ratios such as
+slowdown (JCT / duration) overflow."""
+MAX_GPUS = 2**31 - 1
+"""The most GPUs a job may request: the largest int32, far beyond any cluster, so that a count
+is exact as a float64 and sums and products of counts cannot overflow int64."""
 
 
 class TraceError(ValueError):
@@ -96,15 +105,45 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def validate(df: pd.DataFrame, source: str = "<table>", *, sort: bool = True) -> pd.DataFrame:
+def shown(value: object) -> str:
+    """A value as an error message quotes it: text in quotes, numbers as written (an integer
+    too large for int64 keeps all its digits)."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    return str(value)
+
+
+def gpu_count_error(minimum: int = 1) -> str:
+    """What a GPU count must be, as error messages say it."""
+    return f"expected an integer number of GPUs >= {minimum} and <= {MAX_GPUS} (MAX_GPUS)"
+
+
+def bad_gpu_counts(values: np.ndarray, minimum: int = 1) -> np.ndarray:
+    """Mask of GPU counts (float64) that are not integers in ``[minimum, MAX_GPUS]``."""
+    return ~((values >= minimum) & (values <= MAX_GPUS) & (values == np.round(values)))
+
+
+def duration_error() -> str:
+    """What a duration must be, as error messages say it."""
+    return f"expected a finite duration > 0 seconds, at least {MIN_DURATION:g} s (MIN_DURATION)"
+
+
+def validate(
+    df: pd.DataFrame, source: str = "<table>", *, sort: bool = True, rebase: bool = False
+) -> pd.DataFrame:
     """Check a job table against the canonical schema and return it normalised.
 
-    Raises :class:`TraceError` naming ``source``, the offending row (position in ``df``) and
-    column for: missing or extra columns, non-numeric or non-finite times/durations, negative
-    submit times, non-positive durations, GPU counts that are not integers >= 1, duplicate job
-    ids. String columns are coerced to ``str`` with missing values as ``""``. Rows are sorted by
-    submit time (stable, so ties keep file order) unless ``sort`` is False, in which case unsorted
-    submits are an error. The index is reset to 0..n-1.
+    Raises :class:`TraceError` naming ``source``, the offending row (position in ``df``), the
+    column and the value as ``df`` holds it, for: missing or extra columns, non-numeric or
+    non-finite times/durations, negative submit times, durations below :data:`MIN_DURATION`, GPU
+    counts that are not integers from 1 to :data:`MAX_GPUS`, duplicate job ids. String columns
+    are coerced to ``str`` with missing values as ``""``. Rows are sorted by submit time (stable,
+    so ties keep file order) unless ``sort`` is False, in which case unsorted submits are an
+    error. With ``rebase``, submit times become seconds from the first submit (the earliest is
+    0), so that a constant shift of every submit (e.g. Unix-epoch times) changes nothing
+    downstream. The index is reset to 0..n-1.
     """
     if not isinstance(df, pd.DataFrame):
         raise TraceError(source, f"expected a pandas DataFrame, got {type(df).__name__}")
@@ -118,39 +157,32 @@ def validate(df: pd.DataFrame, source: str = "<table>", *, sort: bool = True) ->
         raise TraceError(source, "no jobs (empty table)")
 
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    raws = {}
     for col in ("submit_time", "duration", "num_gpus"):
         raw = df[col].reset_index(drop=True)
+        raws[col] = raw
         num = pd.to_numeric(raw, errors="coerce")
         bad = num.isna().to_numpy() & raw.notna().to_numpy()
         if bad.any():
             i = _first_bad(bad)
             raise TraceError(source, f"expected a number, got {raw.iloc[i]!r}", row=i, column=col)
-        vals = num.to_numpy(dtype=np.float64)
+        with np.errstate(over="ignore"):
+            vals = num.to_numpy(dtype=np.float64)
         nonfinite = ~np.isfinite(vals)
         if nonfinite.any():
             i = _first_bad(nonfinite)
-            raise TraceError(source, f"expected a finite number, got {vals[i]}", row=i, column=col)
+            raise TraceError(source, f"expected a finite number, got {shown(raw.iloc[i])}", row=i, column=col)
         out[col] = vals
 
-    neg = out["submit_time"].to_numpy() < 0
-    if neg.any():
-        i = _first_bad(neg)
-        raise TraceError(
-            source, f"expected submit_time >= 0, got {out['submit_time'][i]}", row=i, column="submit_time"
-        )
-    nonpos = out["duration"].to_numpy() <= 0
-    if nonpos.any():
-        i = _first_bad(nonpos)
-        raise TraceError(
-            source, f"expected duration > 0 seconds, got {out['duration'][i]}", row=i, column="duration"
-        )
+    def check(bad: np.ndarray, col: str, expected: str) -> None:
+        if bad.any():
+            i = _first_bad(bad)
+            raise TraceError(source, f"{expected}, got {shown(raws[col].iloc[i])}", row=i, column=col)
+
+    check(out["submit_time"].to_numpy() < 0, "submit_time", "expected submit_time >= 0")
+    check(~(out["duration"].to_numpy() >= MIN_DURATION), "duration", duration_error())
     gpus = out["num_gpus"].to_numpy()
-    badg = (gpus < 1) | (gpus != np.round(gpus))
-    if badg.any():
-        i = _first_bad(badg)
-        raise TraceError(
-            source, f"expected an integer number of GPUs >= 1, got {gpus[i]}", row=i, column="num_gpus"
-        )
+    check(bad_gpu_counts(gpus), "num_gpus", gpu_count_error())
     out["num_gpus"] = gpus.astype(np.int64)
 
     for col in STRING_COLUMNS:
@@ -162,6 +194,9 @@ def validate(df: pd.DataFrame, source: str = "<table>", *, sort: bool = True) ->
         raise TraceError(source, f"duplicate job_id {out['job_id'][i]!r}", row=i, column="job_id")
 
     submit = out["submit_time"].to_numpy()
+    if rebase and submit.min() != 0:
+        submit = submit - submit.min()
+        out["submit_time"] = submit
     if sort:
         order = np.argsort(submit, kind="stable")
         out = out.iloc[order].reset_index(drop=True)
@@ -175,10 +210,12 @@ def validate(df: pd.DataFrame, source: str = "<table>", *, sort: bool = True) ->
     return out
 
 
-def make_trace(data, source: str = "<table>") -> pd.DataFrame:
+def make_trace(data, source: str = "<table>", *, rebase: bool = True) -> pd.DataFrame:
     """A validated canonical table from the columns given (a DataFrame or a dict of columns):
     ``submit_time``, ``duration`` and ``num_gpus`` are required; ``job_id`` defaults to
-    ``j0, j1, ...`` and the other string columns to empty."""
+    ``j0, j1, ...`` and the other string columns to empty. Submit times are re-based to the
+    first submit (see :func:`validate`) unless ``rebase`` is False, which keeps them as given
+    (e.g. a job arriving mid-way through the first scheduling round)."""
     df = pd.DataFrame(data)
     n = len(df)
     if "job_id" not in df.columns:
@@ -186,7 +223,8 @@ def make_trace(data, source: str = "<table>") -> pd.DataFrame:
     for col in STRING_COLUMNS:
         if col not in df.columns:
             df[col] = empty_strings(n)
-    return validate(df[[c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS]], source)
+    ordered = df[[c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS]]
+    return validate(ordered, source, rebase=rebase)
 
 
 def empty_strings(n: int) -> np.ndarray:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.core.state import INF, RUNNING
+from envs.core import kernels
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,8 @@ class ClockMixin:
     def finish_estimate(self) -> np.ndarray:
         """``(E, S)`` finish time of each running job if nothing changes (inf otherwise); for a
         goodput job, the end of its current phase if that comes first (its rate then changes)."""
-        run = self.s_status == RUNNING
-        resume = np.maximum(self.clock[:, None], self.s_restart_until)
-        target = np.minimum(self.s_work, self.s_phase_end)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fin = resume + (target - self.s_done) / self.s_rate
-        return np.where(run, fin, INF)
+        self.next_event()
+        return self._cache[1].copy()
 
     def next_event(self) -> np.ndarray:
         """``(E,)`` time of each env's next event (inf when the env has nothing left).
@@ -43,18 +39,17 @@ class ClockMixin:
             self._refresh()
         if self._cache is not None:
             return self._cache[0]
-        fin = self.finish_estimate()
-        t_fin = fin.min(axis=1)
-        idx = np.minimum(self.next_job, self.J - 1)
-        t_arr = np.where(self.next_job < self.n_jobs, self.j_submit[np.arange(self.E), idx], INF)
-        restarting = (self.s_status == RUNNING) & (self.s_restart_until > self.clock[:, None])
-        t_rst = np.where(restarting, self.s_restart_until, INF).min(axis=1)
-        t_next = np.minimum(np.minimum(t_fin, t_arr), t_rst)
-        if self.round_length is not None:
-            t_round = (np.floor(self.clock / self.round_length) + 1.0) * self.round_length
-            t_next = np.minimum(t_next, np.where(self.n_active > 0, t_round, INF))
+        fin = np.empty(self.s_status.shape)
+        t_next = np.empty(self.E)
+        kernels.next_events(self.clock, self.s_status, self.s_restart_until, self.s_work, self.s_phase_end,
+                            self.s_done, self.s_rate, self.next_job, self.n_jobs, self.j_submit, self.n_active,
+                            self._round_length, fin, t_next)
         self._cache = (t_next, fin)
         return t_next
+
+    @property
+    def _round_length(self) -> float:
+        return -1.0 if self.round_length is None else float(self.round_length)
 
     def advance(self, envs: np.ndarray | None = None) -> StepStats:
         """Move the clock of each env in the boolean mask ``envs`` (all if ``None``) to its next
@@ -64,32 +59,24 @@ class ClockMixin:
         t_next = self.next_event()
         fin = self._cache[1]
         self._cache = None
-        mask = mask & np.isfinite(t_next)
-        t_next = np.where(mask, t_next, self.clock)
-        dt = t_next - self.clock
-        run = self.s_status == RUNNING
-        resume = np.maximum(self.clock[:, None], self.s_restart_until)
-        # rate is 0 off the GPUs, so only running jobs progress
-        self.s_done += self.s_rate * np.clip(t_next[:, None] - resume, 0.0, None)
-        self.s_attained += self.s_n * dt[:, None]
-        gpu_time = self.s_n.sum(axis=1) * dt
-        jobs_time = self.n_active * dt
-        slowdown_time = self.s_inv_work.sum(axis=1) * dt
+        # the integral of the slowdown rate, taken before the clock moves (NumPy's summation order)
+        inv_work = self.s_inv_work.sum(axis=1)
+        clock, dt, gpu_time, jobs_time = np.empty(E), np.empty(E), np.empty(E), np.empty(E)
+        round_hit = np.empty(E, dtype=bool)
+        reached = np.empty(self.s_status.shape, dtype=bool)
+        finished = np.empty(self.s_status.shape, dtype=bool)
+        n_phase, n_done = kernels.accrue(
+            mask, t_next, fin, self.clock, self.s_status, self.s_restart_until, self.s_rate, self.s_done,
+            self.s_attained, self.s_n, self.s_phase_end, self.s_work, self.n_active, self._round_length,
+            clock, dt, gpu_time, jobs_time, round_hit, reached, finished)
+        slowdown_time = inv_work * dt
+        self.clock = clock
         self.gpu_seconds += gpu_time
         self.contention += jobs_time
-        round_hit = np.zeros(E, dtype=bool)
-        if self.round_length is not None:
-            t_round = (np.floor(self.clock / self.round_length) + 1.0) * self.round_length
-            round_hit = mask & (self.n_active > 0) & (t_next >= t_round)
-        self.clock = t_next
-
-        tol = 1e-9 * np.maximum(1.0, np.abs(t_next))
-        reached = run & mask[:, None] & (fin - t_next[:, None] <= tol[:, None])
-        finished = reached & (self.s_phase_end >= self.s_work)
-        if (reached & ~finished).any():
+        if n_phase:
             self._next_phase(*np.nonzero(reached & ~finished))
-        completed = finished.sum(axis=1)
-        if completed.any():
+        completed = finished.sum(axis=1) if n_done else np.zeros(E, dtype=np.int64)
+        if n_done:
             self._complete(*np.nonzero(finished))
         self._admit(mask)
         return StepStats(dt, jobs_time, slowdown_time, gpu_time, completed, round_hit)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envs.metrics import SLOWDOWN_MIN_DURATION
 from envs.workload import Workload
 
 EMPTY, WAITING, RUNNING = 0, 1, 2
@@ -82,7 +83,7 @@ SLOT_FIELDS: tuple[Field, ...] = (
     Field("s_attained", _f8, 0.0, "GPU-s", "GPU time held so far"),
     Field("s_nodes", _i8, 0, "count", "nodes its gang sits on"),
     Field("s_started", bool, False, "flag", "has run before (a new start pays the restart overhead)"),
-    Field("s_inv_work", _f8, 0.0, "1/ref-s", "1 / s_work (the slowdown reward's integrand)"),
+    Field("s_inv_work", _f8, 0.0, "1/ref-s", "1 / max(s_work, SLOWDOWN_MIN_DURATION) (the slowdown reward's integrand)"),
     Field("s_kind", _i8, -1, "index", "goodput kind (-1: plain job)", "j_kind"),
     Field("s_phase", _i8, 0, "index", "goodput efficiency phase or dynamic-adaptation phase"),
     Field("s_phase_end", _f8, INF, "ref-s", "work at which the current phase ends (inf: last phase)"),
@@ -264,7 +265,7 @@ class TablesMixin:
             self.s_status[e, s] = WAITING
             for slot_name, job_name in _COPIED:
                 getattr(self, slot_name)[e, s] = getattr(self, job_name)[e, j]
-            self.s_inv_work[e, s] = 1.0 / self.j_work[e, j]
+            self.s_inv_work[e, s] = 1.0 / np.maximum(self.j_work[e, j], SLOWDOWN_MIN_DURATION)
             self.s_phase[e, s] = 0
             self.s_unit[e, s] = np.where(self.j_kind[e, j] >= 0,
                                          self.j_work[e, j] / self._kind_total(self.j_kind[e, j]), 1.0)
