@@ -1,12 +1,30 @@
 r"""Train a learned scheduler on GpuCluster-v0 and judge it against the classic baselines.
 
-Read top to bottom: arguments, traces (train / held-out split by time), envs, model (or resume),
-callbacks (episode metrics, checkpoints, periodic held-out evaluation, clean interruption),
-learning, and the final table of the agent against every baseline on the held-out windows.
+Read top to bottom: arguments, traces (train / validation / test split by time, evaluation
+windows), envs, model (or resume), callbacks (episode metrics, checkpoints, periodic validation
+evaluation, clean interruption), learning, and the final table of the agent against every
+baseline on the test windows.
 
-    python train.py                                   # synthetic default, about 4 minutes on 2 CPUs
+Protocol (``agents.evaluation``): the trace is cut in submit order into a training part (the
+first ``--train-fraction - --validation-fraction``: 60%), a validation part (the end of the
+training period: 10%) and a test part (the remaining 30%, held out). From each of validation
+and test, ``--eval-windows`` windows of ``--num-jobs`` jobs are chosen: twice as many evenly
+spaced candidates are replayed under FIFO, those where at least ``--eval-min-waiting`` of the
+jobs wait more than 1 s are contended, and evenly spaced contended ones are kept (windows may
+overlap in a short part); the uncontended candidates are counted, not ranked. The agent is
+evaluated on the validation windows every ``--eval-every`` steps and at the end; the model with
+the lowest validation mean avg JCT is the run's agent. Only that agent meets the test windows,
+once, in the final table: per policy its track (clairvoyant: sees true durations), mean avg
+JCT, p99 JCT (over all jobs of all episodes), the ratio of its mean avg JCT to the best
+non-oracle and to the best oracle baseline with paired 95% bootstrap CIs over windows, and the
+agent's wins / ties (within 0.5%) / losses per window against it. The agent is ranked in its
+track: with ``--known-durations`` against the oracle baselines (SRTF, SJF, Themis, Heet...),
+without against the others. Baseline episodes run in ``--eval-workers`` background processes
+during training and are cached (``--baseline-cache``), so a second run only simulates the agent.
+
+    python train.py                                   # synthetic default: 7 min on 2 shared CPUs, 1.5 warm
     python train.py --trace ../shared/traces/philly/pollux_philly.csv.gz --total-timesteps 300000 \
-        --eval-every 100000 --output runs/philly      # the real Philly trace, about 3 minutes
+        --eval-every 100000 --output runs/philly      # the real Philly trace
     python train.py --resume runs/default             # continue a killed or finished run
 
 PPO trains in whole rollouts of ``--n-steps`` x ``--num-envs`` steps (4,096 by default), so
@@ -36,10 +54,13 @@ of its first end, and changing ``--eval-every`` or ``--torch-threads`` on resume
 from then on.
 
 Outputs in ``--output``: ``args.json``, ``progress.csv`` and TensorBoard files (SB3 logger),
-``episodes.csv`` (training episode metrics), ``eval.csv`` (held-out evaluation of the agent, FIFO
-and Tiresias every ``--eval-every`` steps, at the end of a rollout, and of the final agent: its
-last row is the final table's), ``checkpoints/last/`` (see above), ``agent/`` (the final
-agent, loadable with ``agents.load_agent``) and ``results.csv`` (final table).
+``episodes.csv`` (training episode metrics), ``eval.csv`` (validation evaluation of the agent,
+FIFO and Tiresias every ``--eval-every`` steps, at the end of a rollout, and of the last model;
+``split`` names the part), ``checkpoints/last/`` (see above), ``checkpoints/best/`` (the best
+model on validation so far), ``agent/`` (the run's agent, loadable with ``agents.load_agent``:
+once the run finishes, the best on validation, whose step ``agent/selection.json`` gives; a
+stopped run leaves its model at the stop there), ``agent_last/`` (the last model) and
+``results.csv`` (the final table, on the test part).
 """
 
 from __future__ import annotations
@@ -53,6 +74,7 @@ import json
 import os
 import pickle
 import random
+import resource
 import shutil
 import signal
 import sys
@@ -72,9 +94,24 @@ from stable_baselines3.common.vec_env import VecNormalize
 import baselines
 from agents import ALGOS, ENV_KEYS, Agent, AgentPolicy, load_agent, make_model, save_agent
 from agents.device import resolve_device
+from agents.evaluation import (
+    TIE_TOLERANCE,
+    BaselineJob,
+    EpisodeCache,
+    PolicyRuns,
+    WindowSet,
+    contended_windows,
+    episode_result,
+    final_table,
+    run_episodes,
+    seed_matters,
+    split_by_time,
+    worker_pool,
+)
+from agents.imitation import TEACHERS, clone
 from agents.threads import set_torch_threads
 from envs import EnvConfig, simulate
-from envs.engine import ACTION_MODES, REWARDS
+from envs.engine import ACTION_MODES, REWARDS, VISIBLE_ORDERS
 from envs.sb3 import GpuClusterVecEnv
 from envs.workload import drop_oversize
 from traces import clusters, load_trace, synthetic, window
@@ -95,7 +132,11 @@ class Args:
     trace_jobs: int = 20_000
     """jobs of the synthetic trace (ignored with --trace)"""
     train_fraction: float = 0.7
-    """the first fraction of the trace (by submit time) trains; the rest is held out"""
+    """the first fraction of the trace (in submit order) is the training period; the rest is the
+    test part, used only by the final table"""
+    validation_fraction: float = 0.1
+    """the end of the training period (this fraction of the whole trace) is not trained on: it
+    validates (periodic evaluations, choice of the checkpoint kept)"""
     cluster: str = "tiny"
     """cluster preset (traces.clusters.PRESETS)"""
     load: float = 1.0
@@ -112,6 +153,21 @@ class Args:
     """seconds between round boundaries (with preemption)"""
     known_durations: bool = True
     """whether the agent sees the remaining work of each job (the baselines SJF/SRTF need it too)"""
+    visible_order: str = "auto"
+    """which jobs fill the K visible slots and in which order (envs.observation.VISIBLE_ORDERS:
+    arrival, attained or remaining); auto: remaining with --known-durations, else attained"""
+    serve_hidden: bool = True
+    """priority mode: serve the jobs beyond the K visible ones after them, in visible order"""
+    preempt_every_event: bool = True
+    """priority mode with preemption: running jobs compete for GPUs at every event, not only at
+    round boundaries"""
+    imitate: str = "auto"
+    """warm start by behaviour cloning of a heuristic's order (agents.imitation) before PPO: none,
+    srtf, las or tiresias; auto: srtf with --known-durations, else las"""
+    imitate_steps: int = 8_000
+    """environment states gathered for behaviour cloning (over 3 DAgger rounds)"""
+    imitate_log_std: float = -3.0
+    """log std of the scores after behaviour cloning (low, so PPO's sampling keeps the order)"""
     reward: str = "jct"
     """'jct' (minus jobs in system x time), 'slowdown' or 'utilization'"""
     algo: str = "ppo"
@@ -130,25 +186,38 @@ class Args:
     """PPO minibatch size"""
     n_epochs: int = 4
     """PPO epochs per rollout"""
-    learning_rate: float = 3e-4
-    """Adam learning rate"""
+    learning_rate: float = 1e-4
+    """Adam learning rate (small, so PPO refines the imitation warm start rather than undoing it)"""
     gamma: float = 0.99
     """discount factor"""
     gae_lambda: float = 0.95
     """GAE lambda"""
-    ent_coef: float = 0.01
-    """entropy bonus"""
+    ent_coef: float = 0.0
+    """entropy bonus (0: the warm start's low exploration noise is kept, not pushed up)"""
     normalize_reward: bool = True
     """scale rewards by a running estimate of the return's std (SB3 VecNormalize); the heavy-tailed
     time between events makes raw rewards vary over orders of magnitude"""
     log_std_init: float = -1.5
     """initial log std of the Gaussian scores (priority mode; scores live in [-1, 1])"""
     eval_every: int = 50_000
-    """evaluate on the held-out windows every this many steps (0: only at the end)"""
-    eval_windows: int = 6
-    """held-out windows for evaluation (evenly spaced over the held-out part)"""
+    """evaluate on the validation windows every this many steps (0: only at the end); the
+    agent kept is the evaluated checkpoint with the lowest validation mean avg JCT"""
+    eval_windows: int = 30
+    """contended windows of each of the validation and test parts (evenly spaced among the
+    contended ones of twice as many evenly spaced candidates)"""
     eval_seeds: int = 2
-    """seeds per window (model draw for jobs without a model)"""
+    """seeds per window (model draw for jobs without a model; a window whose every job names
+    its model replays the same for every seed, and is simulated once)"""
+    eval_min_waiting: float = 0.1
+    """a candidate window is contended, hence kept, when at least this fraction of its jobs
+    wait more than 1 s under FIFO"""
+    eval_workers: int = 2
+    """processes replaying baseline episodes and candidate windows, in the background of the
+    training (results do not depend on it; with fewer than 8 --eval-windows all run in the main
+    process)"""
+    baseline_cache: str | None = None
+    """folder of cached baseline episodes (default: $CLUSTERGYM_BASELINE_CACHE, else
+    ~/.cache/clustergym/baselines)"""
     checkpoint_every: int = 25_000
     """save a checkpoint every this many steps"""
     torch_threads: int = 1
@@ -161,7 +230,8 @@ class Args:
 #: the allowed values of the flags that take one of a few
 CHOICES: dict[str, list[str]] = {
     "cluster": sorted(clusters.PRESETS), "action_mode": list(ACTION_MODES), "reward": list(REWARDS),
-    "algo": sorted(ALGOS), "policy": ["slot", "mlp"],
+    "algo": sorted(ALGOS), "policy": ["slot", "mlp"], "visible_order": ["auto", *VISIBLE_ORDERS],
+    "imitate": ["auto", "none", *TEACHERS],
 }
 
 
@@ -195,6 +265,11 @@ def parse_args(argv: list[str] | None = None) -> Args:
     for name in ("eval_every", "checkpoint_every"):
         if getattr(args, name) < 0:
             sys.exit(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+    if not args.known_durations and (args.imitate == "srtf" or args.visible_order == "remaining"):
+        sys.exit("--imitate srtf and --visible-order remaining rank jobs by remaining work: they need --known-durations")
+    if args.imitate not in ("auto", "none") and (args.action_mode != "priority" or args.policy != "slot"):
+        sys.exit(f"--imitate {args.imitate} clones scores into the slot policy: it needs --action-mode priority "
+                 f"and --policy slot")
     return args
 
 
@@ -357,17 +432,24 @@ def next_multiple(n: int, every: int) -> float:
 
 
 class TrainingMonitor(BaseCallback):
-    """Logs episode metrics, runs held-out evaluations, writes checkpoints, stops on a signal.
+    """Logs episode metrics, runs validation evaluations, keeps the best agent, writes
+    checkpoints, stops on a signal.
 
-    Evaluations and checkpoints happen at the start of a rollout, where the model has been
+    ``evaluate(model)`` gives the episodes of the agent and :data:`EVAL_BASELINES` on the
+    validation windows; ``keep(model, step, value)`` saves the model as the best so far, called
+    when its validation mean avg JCT ``value`` is the lowest so far (the first one on ties; the
+    best so far is read back from ``eval.csv`` on a resume). Evaluations and checkpoints happen at the start of a rollout, where the model has been
     updated on exactly ``num_timesteps`` steps: evaluations when a multiple of ``--eval-every``
     was passed, checkpoints at the first rollout of a run without one, when a multiple of
     ``--checkpoint-every`` was passed, and when a stop was requested (the step taken after that
     checkpoint ends the training and is dropped: the checkpoint is where the run continues)."""
 
-    def __init__(self, args: Args, out: Path, evaluate: Callable, save: Callable[[], None]) -> None:
+    def __init__(self, args: Args, out: Path, evaluate: Callable, save: Callable[[], None],
+                 keep: Callable[..., None]) -> None:
         super().__init__()
-        self.args, self.out, self.evaluate, self.save = args, out, evaluate, save
+        self.args, self.out, self.evaluate, self.save, self.keep = args, out, evaluate, save, keep
+        #: the step and validation mean avg JCT of the agent kept so far
+        self.best: tuple[int, float] | None = best_logged(out / "eval.csv")
         self.stop_requested = False
         #: the step of the checkpoint where a requested stop ended the training
         self.halted_at: int | None = None
@@ -383,7 +465,7 @@ class TrainingMonitor(BaseCallback):
     def _on_rollout_start(self) -> None:
         n = self.model.num_timesteps
         if n >= self.next_eval:
-            self.log_evaluation(n, self.evaluate(self.model, EVAL_BASELINES))
+            self.log_evaluation(n, self.evaluate(self.model), self.model)
             self.next_eval = next_multiple(n, self.args.eval_every)
         if n >= self.next_checkpoint or self.stop_requested:
             self.save()
@@ -406,16 +488,57 @@ class TrainingMonitor(BaseCallback):
             append_rows(self.out / "episodes.csv", rows)
         return True
 
-    def log_evaluation(self, step: int, runs: dict[str, list[float]]) -> None:
-        """One row of ``eval.csv``: mean avg JCT of the agent and :data:`EVAL_BASELINES`."""
-        table = {p: float(np.mean(runs[p])) for p in ("agent", *EVAL_BASELINES)}
-        append_rows(self.out / "eval.csv", [{"step": step, **{f"{p}_avg_jct": v for p, v in table.items()}}])
+    def log_evaluation(self, step: int, runs: dict, model) -> None:
+        """One row of ``eval.csv`` (split ``validation``): mean avg JCT of the agent and
+        :data:`EVAL_BASELINES`; the model is kept as the run's agent if it is the best so far."""
+        table = {p: runs[p].mean for p in ("agent", *EVAL_BASELINES)}
+        append_rows(self.out / "eval.csv", [{"step": step, "split": "validation",
+                                             **{f"{p}_avg_jct": v for p, v in table.items()}}])
         for p, v in table.items():
             self.logger.record(f"eval/{p}_avg_jct", v)
+        if self.best is None or table["agent"] < self.best[1]:
+            self.best = (step, table["agent"])
+            self.keep(model, step, table["agent"])
 
 
 #: the baselines of the periodic evaluation (beside the agent)
 EVAL_BASELINES = ("fifo", "tiresias")
+
+
+def best_logged(path: Path) -> tuple[int, float] | None:
+    """The step and agent mean avg JCT of the best validation row of ``eval.csv`` (the first
+    one on ties), or None."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    rows = pd.read_csv(path)
+    if "split" in rows.columns:
+        rows = rows[rows["split"] == "validation"]
+    else:
+        return None  # an eval.csv of an older train.py (held-out rows): nothing was kept from it
+    if rows.empty:
+        return None
+    best = rows.loc[rows["agent_avg_jct"].idxmin()]
+    return int(best["step"]), float(best["agent_avg_jct"])
+
+
+def save_best_agent(model, out: Path, step: int, value: float, args: Args, env_config: EnvConfig,
+                    windows: WindowSet) -> Path:
+    """Write ``model`` as the best agent so far, ``checkpoints/best`` (replacing the previous one
+    by renames), with ``selection.json``: the step it comes from and its validation mean avg
+    JCT. A finished run copies it to ``agent/``."""
+    best = out / "checkpoints" / "best"
+    tmp, agent, old = best.with_name("best.tmp"), best, best.with_name("best.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_agent(model, tmp, algo=args.algo, policy=args.policy, env_config=env_config)
+    selection = {"step": int(step), "validation_avg_jct": float(value), "windows": len(windows.windows),
+                 "seeds": args.eval_seeds, "num_jobs": windows.num_jobs}
+    (tmp / "selection.json").write_text(json.dumps(selection, indent=2))
+    if agent.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        agent.rename(old)
+    tmp.rename(agent)
+    shutil.rmtree(old, ignore_errors=True)
+    return agent
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:
@@ -582,40 +705,83 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
               f"{max(spec.gpus_per_type().values())} GPUs")
     if args.trace is not None:
         trace = window(trace, 0.0, num_jobs=len(trace), load=args.load, cluster=spec)
-    cut = int(len(trace) * args.train_fraction)
-    train_trace = trace.iloc[:cut].reset_index(drop=True)
-    held_out = trace.iloc[cut:].reset_index(drop=True)
-    held_out["submit_time"] -= held_out["submit_time"].iloc[0]
-    starts = np.linspace(0, len(held_out) - args.num_jobs, args.eval_windows).astype(int)
-    eval_windows = [window(held_out, float(held_out["submit_time"][i]), num_jobs=args.num_jobs) for i in starts]
-    print(f"trace: {len(trace)} jobs ({args.trace or 'synthetic'}), train {len(train_trace)}, held out "
-          f"{len(held_out)}; {len(eval_windows)} evaluation windows of {args.num_jobs} jobs on {spec!r}")
+    # train | validation (the end of the training period) | test (held out; the final table only)
+    try:
+        split = split_by_time(trace, args.train_fraction, args.validation_fraction)
+    except ValueError as e:
+        sys.exit(f"--train-fraction / --validation-fraction: {e}")
+    train_trace = split.train
+    seeds = [args.seed + s for s in range(args.eval_seeds)]
+    cache = EpisodeCache(args.baseline_cache)
+    # baseline episodes do not depend on the agent: they run in worker processes during training
+    # (a few windows replay faster here than worker processes start)
+    pool = worker_pool(args.eval_workers if args.eval_windows >= 8 else 1)
+    try:
+        windows = {part: contended_windows(getattr(split, part), args.num_jobs, args.eval_windows, spec, split=part,
+                                           min_waiting_fraction=args.eval_min_waiting, executor=pool)
+                   for part in ("validation", "test")}
+    except ValueError as e:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        sys.exit(f"--eval-windows: {e}")
+    background = {"validation": BaselineJob(windows["validation"], spec, EVAL_BASELINES, seeds, cache, pool),
+                  "test": BaselineJob(windows["test"], spec, baselines.names(), seeds, cache, pool)}
+    print(f"trace: {len(trace)} jobs ({args.trace or 'synthetic'}): train {len(split.train)}, validation "
+          f"{len(split.validation)}, test {len(split.test)}; evaluation windows on {spec!r}:")
+    for w in windows.values():
+        print(f"  {w.describe()}")
+    print(f"  baseline episodes: {sum(b.cached for b in background.values())} cached in {cache.root}, "
+          f"{sum(b.computed for b in background.values())} to compute in the background")
+    prepared = time.time()
 
     # ---------------------------------------------------------------- envs
+    priority = args.action_mode == "priority"
+    order = args.visible_order if args.visible_order != "auto" else (
+        "remaining" if args.known_durations else "attained")
     env_config = EnvConfig(
         trace=train_trace, cluster=spec, num_jobs=args.num_jobs, load=None, max_slots=args.max_slots,
         action_mode=args.action_mode, known_durations=args.known_durations, reward=args.reward,
-        preemption=args.preemption, round_length=args.round_length,
+        preemption=args.preemption, round_length=args.round_length, visible_order=order,
+        serve_hidden=args.serve_hidden and priority,
+        preempt_every_event=args.preempt_every_event and priority and args.preemption,
     )
     venv = GpuClusterVecEnv(args.num_envs, seed=args.seed, config=env_config)
     train_env = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=args.gamma) if args.normalize_reward else venv
 
-    def evaluate(policy_source, names) -> dict[str, list[float]]:
-        """Avg JCT on every held-out window and seed (window-major): the agent (a model or an
-        Agent, deterministic actions) and the named baselines, each through envs.simulate."""
-        results = {}
-        if policy_source is not None:
-            agent = policy_source if isinstance(policy_source, Agent) else Agent(
-                policy_source, args.algo, args.policy, {k: getattr(env_config, k) for k in ENV_KEYS})
-            results["agent"] = jcts(lambda: AgentPolicy(agent), args.known_durations)
-        for name in names:
-            oracle = baselines.get(name).needs_durations
-            results[name] = jcts(lambda name=name: baselines.get(name), oracle or args.known_durations)
-        return results
+    baseline_runs: dict[str, dict[str, PolicyRuns]] = {}
 
-    def jcts(make_policy, known: bool) -> list[float]:
-        return [float(simulate(w, spec, make_policy(), known_durations=known, seed=args.seed + s).metrics["avg_jct"])
-                for w in eval_windows for s in range(args.eval_seeds)]
+    def baseline_results(part: str) -> dict[str, PolicyRuns]:
+        """The baselines' episodes on the ``part`` windows (waiting for the workers once)."""
+        if part not in baseline_runs:
+            baseline_runs[part] = background[part].result()
+        return baseline_runs[part]
+
+    def jcts(policy_source, part: str) -> PolicyRuns:
+        """The agent (a model or an Agent, deterministic actions) on every window and seed of
+        ``part``, through envs.simulate as the baselines."""
+        agent = policy_source if isinstance(policy_source, Agent) else Agent(
+            policy_source, args.algo, args.policy, {k: getattr(env_config, k) for k in ENV_KEYS})
+        return run_episodes(windows[part], seeds, lambda w, seed: episode_result(
+            simulate(w, spec, AgentPolicy(agent), known_durations=args.known_durations, seed=seed)))
+
+    timing = {"validation": 0.0}
+
+    def evaluate(model) -> dict[str, PolicyRuns]:
+        """The agent and :data:`EVAL_BASELINES` on the validation windows."""
+        t = time.perf_counter()
+        runs = {"agent": jcts(model, "validation"), **baseline_results("validation")}
+        timing["validation"] += time.perf_counter() - t
+        return runs
+
+    def keep_best(model, step: int, value: float) -> None:
+        """Save ``model`` as the best on validation so far, with where it came from."""
+        save_best_agent(model, out, step, value, args, env_config, windows["validation"])
+
+    def stop_background() -> None:
+        for b in background.values():
+            b.cancel()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     # ---------------------------------------------------------------- model (fresh or resumed)
     hyper = dict(n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=args.n_epochs,
@@ -631,6 +797,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         model = make_model(args.algo, args.policy, train_env, env_config, seed=args.seed, hidden=args.hidden,
                            policy_extra=extra_policy, device=str(device), **hyper)
         state = None
+        teacher = args.imitate if args.imitate != "auto" else ("srtf" if args.known_durations else "las")
+        if teacher != "none" and priority and args.policy == "slot" and args.imitate_steps > 0:
+            clone(model, env_config, teacher, steps=args.imitate_steps, log_std=args.imitate_log_std, seed=args.seed)
     csv_log = ResumableCSV(str(out / "progress.csv"), iterations_before=model.num_timesteps // rollout)
     model.set_logger(Logger(str(out), [csv_log, TensorBoardOutputFormat(str(out / "tb"))]))
     if state is not None and "engine" in state:
@@ -639,7 +808,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         print(f"resumed {out} at step {model.num_timesteps} from {checkpoint.relative_to(out)}")
 
     # ---------------------------------------------------------------- callbacks and signals
-    monitor = TrainingMonitor(args, out, evaluate, lambda: save_checkpoint(model, out, venv))
+    monitor = TrainingMonitor(args, out, evaluate, lambda: save_checkpoint(model, out, venv), keep_best)
 
     def request_stop(signum, _frame):
         print(f"\nsignal {signal.Signals(signum).name}: finishing this rollout, saving a checkpoint and stopping",
@@ -664,39 +833,107 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         model.num_timesteps = monitor.halted_at  # the step taken after the stop's checkpoint is not kept
     elif remaining > 0 or checkpoint is None:
         save_checkpoint(model, out, venv)
-    agent_dir = save_agent(model, out / "agent", algo=args.algo, policy=args.policy, env_config=env_config)
+    for name in ("agent_last", "agent"):  # agent/: the model at a stop, until the run finishes
+        save_agent(model, out / name, algo=args.algo, policy=args.policy, env_config=env_config)
     trained = time.time()
     if monitor.stop_requested:
+        stop_background()
         print(f"stopped at step {model.num_timesteps}; continue with: python train.py --resume {out}")
         return pd.DataFrame()
 
-    # ---------------------------------------------------------------- final table
-    runs = evaluate(load_agent(agent_dir, device=str(device)), baselines.names())
-    table = {p: float(np.mean(v)) for p, v in runs.items()}
-    if not eval_logged_at(out / "eval.csv", model.num_timesteps):
-        monitor.log_evaluation(model.num_timesteps, runs)  # eval.csv's last row: this table's agent
-    rows = [{"policy": p, "avg_jct": v} for p, v in table.items()]
-    results = pd.DataFrame(rows).sort_values("avg_jct").reset_index(drop=True)
-    best = results[results.policy != "agent"].iloc[0]
-    results["vs_best_baseline"] = results["avg_jct"] / best["avg_jct"]
+    # ---------------------------------------------------------------- final table (test windows)
+    try:
+        final_validation = timing["validation"]
+        if not eval_logged_at(out / "eval.csv", model.num_timesteps):  # the last model is a candidate too
+            monitor.log_evaluation(model.num_timesteps, evaluate(model), model)
+        shutil.rmtree(out / "agent")
+        shutil.copytree(out / "checkpoints" / "best", out / "agent")  # the agent: the best on validation
+        kept = json.loads((out / "agent" / "selection.json").read_text())
+        if monitor.best is not None and kept["step"] != monitor.best[0]:
+            print(f"warning: agent/ comes from step {kept['step']}, yet eval.csv's best validation row is step "
+                  f"{monitor.best[0]} (a run resumed with fewer --total-timesteps than it had evaluated)")
+        judging = time.time()
+        test_baselines = baseline_results("test")
+        waited = time.time()
+        runs = {"agent": jcts(load_agent(out / "agent", device=str(device)), "test"), **test_baselines}
+    finally:
+        stop_background()
+    done = time.time()
+    oracle = {**background["test"].oracle, "agent": args.known_durations}
+    results = final_table(runs, oracle)
+    best_any = results.loc[results.policy != "agent", "avg_jct"].min()
+    results.insert(results.columns.get_loc("p99_jct") + 1, "vs_best_baseline", results["avg_jct"] / best_any)
     results.to_csv(out / "results.csv", index=False)
-    print(f"\nheld-out evaluation: {len(eval_windows)} windows x {args.eval_seeds} seeds, "
-          f"{args.num_jobs} jobs each, on {spec!r} (durations {'known' if args.known_durations else 'hidden'}; "
-          f"sjf/srtf always use them)")
-    print(results.to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
-    notes = identical_footnotes(runs, spec)
+    print_table(results, windows["test"], args, spec, kept, model.num_timesteps)
+    notes = identical_footnotes({p: r.avg_jct.ravel().tolist() for p, r in runs.items()}, spec)
     if notes:
         print("\nidentical on every window and seed:")
         for note in notes:
             print(f"  {note}")
-    agent_jct = table["agent"]
-    done = time.time()
-    print(f"\nagent avg JCT {agent_jct:,.0f} s = {agent_jct / best['avg_jct']:.3f} x the best baseline "
-          f"({best['policy']}, {best['avg_jct']:,.0f} s), after {model.num_timesteps:,} training steps; "
-          f"eval.csv's last row is this agent")
-    print(f"time: {trained - started:,.0f} s setting up and training (periodic evaluations included), "
-          f"{done - trained:,.0f} s judging {len(table)} policies, {done - started:,.0f} s in all")
+    job = background["test"]
+    periodic = final_validation  # the validation evaluations during training (the last model's after)
+    print(f"\ntime: {prepared - started:,.0f} s setup (split, choosing windows), "
+          f"{trained - prepared - periodic:,.0f} s training, {timing['validation']:,.0f} s "
+          f"validation evaluations, {waited - judging:,.0f} s waiting for the baselines after training "
+          f"({job.computed} test episodes computed in the background by {args.eval_workers} worker(s), "
+          f"{job.cached} cached), {done - waited:,.0f} s judging the agent; {done - started:,.0f} s in all")
+    own, workers = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    print(f"CPU: {own.ru_utime + own.ru_stime:,.0f} s in this process, {workers.ru_utime + workers.ru_stime:,.0f} s "
+          f"in worker processes")
     return results
+
+
+def print_table(results: pd.DataFrame, windows: WindowSet, args: Args, spec: ClusterSpec, kept: dict,
+                steps: int) -> None:
+    """The final table: the agent's track ranked first, then the other track's baselines."""
+    track = "clairvoyant" if args.known_durations else "non-clairvoyant"
+    other = "non-clairvoyant" if args.known_durations else "clairvoyant"
+    best = results.attrs["best"]
+
+    def ci(row, col: str) -> str:
+        if not np.isfinite(row[col]):
+            return "-"
+        return f"{row[col]:.3f} [{row[col + '_low']:.3f}, {row[col + '_high']:.3f}]"
+
+    def show(rows: pd.DataFrame) -> None:
+        if rows.empty:
+            print("  (no policy)")
+            return
+        view = pd.DataFrame({
+            "policy": rows["policy"], "oracle": np.where(rows["oracle"], "*", ""),
+            "avg JCT": rows["avg_jct"].map("{:,.0f}".format), "p99 JCT": rows["p99_jct"].map("{:,.0f}".format)})
+        for name, col in ((best["non-clairvoyant"], "vs_best_nonoracle"), (best["clairvoyant"], "vs_best_oracle")):
+            if name is not None:
+                view[f"vs {name}"] = [ci(r, col) for _, r in rows.iterrows()]
+        view["agent W/T/L"] = rows["agent_w/t/l"].to_numpy()
+        print(view.to_string(index=False))
+
+    seeds = "seeds replay the same episodes (every job names its model)" if not any(
+        seed_matters(w) for w in windows.windows) else "seeds differ"
+    print(f"\ntest evaluation: {len(windows.windows)} windows x {args.eval_seeds} seeds ({seeds}), "
+          f"{windows.num_jobs} jobs each, on {spec!r}")
+    print(f"  {windows.describe()}")
+    print(f"  agent: step {kept['step']:,} of {steps:,} (best validation mean avg JCT, "
+          f"{kept['validation_avg_jct']:,.0f} s); track: {track} (durations "
+          f"{'known' if args.known_durations else 'hidden'}); * = oracle, uses true durations")
+    print(f"  ratios: mean avg JCT / that of the best non-oracle ({best['non-clairvoyant'] or 'none'}) or oracle "
+          f"({best['clairvoyant'] or 'none'}) baseline, paired 95% bootstrap CI over windows; p99: over all jobs of all "
+          f"episodes; W/T/L: windows where the agent's avg JCT is lower / within "
+          f"{TIE_TOLERANCE:.1%} / higher")
+    in_track = results["track"] == track
+    print(f"\n{track} track (the agent's):")
+    show(results[in_track])
+    print(f"\n{other} track (not the agent's; for reference):")
+    show(results[~in_track])
+    agent = results[results.policy == "agent"].iloc[0]
+    ref, col = (best["clairvoyant"], "vs_best_oracle") if args.known_durations else \
+        (best["non-clairvoyant"], "vs_best_nonoracle")
+    if ref is None:
+        print(f"\nagent avg JCT {agent['avg_jct']:,.0f} s; no {track} baseline was evaluated to rank it against")
+        return
+    ref_row = results[results.policy == ref].iloc[0]
+    print(f"\nagent avg JCT {agent['avg_jct']:,.0f} s = {ci(agent, col)} x the best {track} baseline "
+          f"({ref}, {ref_row['avg_jct']:,.0f} s); agent W/T/L against it: {ref_row['agent_w/t/l']}")
 
 
 def eval_logged_at(path: Path, step: int) -> bool:

@@ -26,7 +26,7 @@ from envs.policy import ClusterView, Policy, Priority
 ALGOS = {"maskable_ppo": MaskablePPO, "ppo": PPO}
 #: env options an agent's observations and actions depend on (saved with the agent)
 ENV_KEYS = ("max_slots", "known_durations", "action_mode", "preemption", "round_length", "restart_overhead",
-            "reward", "reward_scale")
+            "reward", "reward_scale", "visible_order", "serve_hidden", "preempt_every_event")
 
 __all__ = ["ALGOS", "Agent", "AgentPolicy", "SlotExtractor", "SlotPolicy", "SlotScorePolicy",
            "ensure_torch_threads", "load_agent", "make_model", "policy_kwargs_for", "resolve_device", "save_agent",

@@ -37,12 +37,18 @@ synergy_proportional LAS GPU admission; CPUs/memory in proportion to GPUs       
 lucid                non-preemptive GPU-time priority, packs well-sharing pairs       no       never
 cassini              host's (Themis) jobs placed for compatible links, time shifts    host's   host's
 ==================== ================================================================ ======== ===========
+
+Composition (:mod:`baselines.compose`, as Blox composes schedulers): ``get(name, admission=...,
+placement=..., admission_knobs=..., placement_knobs=..., **knobs)`` puts an admission policy in
+front of the scheduler ``name`` and a placement policy behind it (``compose`` does the same);
+with neither given, ``get`` returns the plain scheduler.
 """
 
 from __future__ import annotations
 
 from baselines.base import Baseline, JobTable, greedy_allocation
 from baselines.cassini import Cassini
+from baselines.compose import ADMISSIONS, PLACEMENTS, Composed, compose
 from baselines.fifo import FIFO, FJF
 from baselines.gandiva import Gandiva
 from baselines.gavel import Gavel, GavelAgnostic, GavelFTF, GavelMakespan
@@ -76,9 +82,21 @@ def names() -> list[str]:
     return list(REGISTRY)
 
 
+#: the knobs of :func:`get` that compose a scheduler with admission and placement policies
+COMPOSE_KNOBS = ("admission", "admission_knobs", "placement", "placement_knobs")
+
+
 def get(name: str, **knobs) -> Baseline:
     """A fresh instance of the baseline ``name`` with the given knobs (the module's defaults
-    otherwise). ``ValueError`` for an unknown name, ``TypeError`` for an unknown knob."""
+    otherwise). ``ValueError`` for an unknown name, ``TypeError`` for an unknown knob.
+
+    Any of :data:`COMPOSE_KNOBS` makes it a :class:`~baselines.compose.Composed` policy (the
+    other knobs are the scheduler's): ``get("tiresias", placement="spread", admission="load")``."""
+    if any(k in knobs for k in COMPOSE_KNOBS):
+        parts = {k: knobs.pop(k) for k in COMPOSE_KNOBS if k in knobs}
+        if name not in REGISTRY:
+            raise ValueError(f"unknown baseline {name!r}; baselines are {names()}")
+        return compose(name, scheduler_knobs=knobs, **parts)
     try:
         cls = REGISTRY[name]
     except KeyError:
@@ -87,8 +105,40 @@ def get(name: str, **knobs) -> Baseline:
 
 
 __all__ = [
-    "FIFO", "FJF", "LAS", "REGISTRY", "SJF", "SRTF", "Baseline", "Cassini", "Gandiva", "Gavel", "GavelAgnostic",
-    "GavelFTF", "GavelMakespan", "Heet", "JobTable", "Lucid", "Lyra", "Optimus", "Pollux", "Shockwave", "Sia",
-    "Synergy", "SynergyGreedy", "SynergyProportional", "Themis", "Tiresias", "act", "engine_of", "get",
-    "greedy_allocation", "names",
+    "ADMISSIONS",
+    "COMPOSE_KNOBS",
+    "FIFO",
+    "FJF",
+    "LAS",
+    "PLACEMENTS",
+    "REGISTRY",
+    "SJF",
+    "SRTF",
+    "Baseline",
+    "Cassini",
+    "Composed",
+    "Gandiva",
+    "Gavel",
+    "GavelAgnostic",
+    "GavelFTF",
+    "GavelMakespan",
+    "Heet",
+    "JobTable",
+    "Lucid",
+    "Lyra",
+    "Optimus",
+    "Pollux",
+    "Shockwave",
+    "Sia",
+    "Synergy",
+    "SynergyGreedy",
+    "SynergyProportional",
+    "Themis",
+    "Tiresias",
+    "act",
+    "compose",
+    "engine_of",
+    "get",
+    "greedy_allocation",
+    "names",
 ]

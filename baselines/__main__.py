@@ -34,11 +34,14 @@ class ReplayArgs:
     """seed of the synthetic trace and of the model draw for jobs without one"""
     sim: SimConfig = field(default_factory=SimConfig)
     """the simulator's settings (``--restart-overhead`` sets its restart overhead)"""
+    plot: str | None = None
+    """PNG file to draw the replay's timeline into (``envs.plots.plot_timeline``); none: no plot"""
 
 
 EXAMPLES = """examples:
   python -m baselines --policy tiresias                  # the synthetic default
   python -m baselines --policy tiresias --load 1.2 --num-jobs 5000
+  python -m baselines --policy tiresias --cluster tiny --num-jobs 80 --load 1.5 --plot timeline.png
   python -m baselines --policy fifo --trace ../shared/traces/philly/pollux_philly.csv.gz --cluster small \\
       --num-jobs 5000 --load 1.0                         # Philly's first 5,000 jobs, contending for 64 GPUs
 """
@@ -71,6 +74,8 @@ def parse(argv: list[str] | None = None) -> ReplayArgs:
                         help="seed of the synthetic trace and of the model draw for jobs without one")
     parser.add_argument("--restart-overhead", type=float, default=defaults.sim.restart_overhead, metavar="SECONDS",
                         help="seconds a preempted or resized job loses when it restarts (SimConfig.restart_overhead)")
+    parser.add_argument("--plot", default=defaults.plot, metavar="PNG",
+                        help="draw GPUs busy, jobs queued and (up to 200 jobs) a Gantt chart of the replay into this PNG file")
     args = vars(parser.parse_args(argv))
     sim = defaults.sim.replace(restart_overhead=args.pop("restart_overhead"))
     return ReplayArgs(**args, sim=sim)
@@ -86,11 +91,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.num_jobs:
             trace = window(trace, 0.0, num_jobs=min(args.num_jobs, len(trace)), load=args.load, cluster=spec)
     policy = baselines.get(args.policy)
-    res = simulate(trace, spec, policy, sim=args.sim, seed=args.seed, progress=True)
+    if args.plot is None:
+        res = simulate(trace, spec, policy, sim=args.sim, seed=args.seed, progress=True)
+    else:
+        from envs.plots import plot_timeline, simulate_with_timeline
+
+        res = simulate_with_timeline(trace, spec, policy, sim=args.sim, seed=args.seed, progress=True)
     print(f"\n{policy.name} on {spec!r}: {len(trace)} jobs, {res.events} events, "
           f"{res.wall_time:.2f} s ({len(trace) / res.wall_time:,.0f} jobs/s)")
     for key, value in res.metrics.items():
         print(f"  {key:<22} {value:,.4f}")
+    if args.plot is not None:
+        plot_timeline(res, args.plot)
+        print(f"timeline: {args.plot}")
     return 0
 
 

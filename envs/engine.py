@@ -37,7 +37,13 @@ from envs.config import FIELDS as SIM_FIELDS
 from envs.config import SimConfig
 from envs.core import EMPTY, RUNNING, WAITING, ClusterCore
 from envs.lowering import fastest_with_room
-from envs.observation import CLUSTER_FEATURES, SLOT_FEATURES, cluster_offsets, observation_size  # noqa: F401 (re-exported)
+from envs.observation import (  # noqa: F401 (re-exported)
+    CLUSTER_FEATURES,
+    SLOT_FEATURES,
+    VISIBLE_ORDERS,
+    cluster_offsets,
+    observation_size,
+)
 from envs.policy import ClusterView, Priority
 from envs.workload import Workload, drop_oversize, make_workload
 from traces import clusters, models
@@ -70,6 +76,18 @@ class EnvConfig:
     reward: str = "jct"
     reward_scale: float = 3600.0
     known_durations: bool = False
+    visible_order: str = "arrival"
+    """which jobs fill the ``K`` visible slots, in which order (:data:`envs.observation.VISIBLE_ORDERS`):
+    ``"arrival"`` (waiting jobs oldest first, then running ones), ``"attained"`` (every active
+    job, least attained GPU-service first) or ``"remaining"`` (least remaining work first; needs
+    ``known_durations``)"""
+    serve_hidden: bool = False
+    """priority mode: jobs beyond the ``K`` visible ones are served after the visible ones, in
+    ``visible_order`` (so they backfill free GPUs and, when preempting, compete for them) rather
+    than never started (running ones keep their GPUs)"""
+    preempt_every_event: bool = False
+    """priority mode with ``preemption``: running jobs compete for the GPUs at every step (every
+    event), not only at round boundaries (as SRTF does)"""
     max_steps: int | None = None
     trace_jobs: int = 20_000
     trace_seed: int = 0
@@ -89,6 +107,14 @@ class EnvConfig:
             self.max_steps = _integer("max_steps", self.max_steps, 1)
         if self.action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
+        if self.visible_order not in VISIBLE_ORDERS:
+            raise ValueError(f"visible_order must be one of {VISIBLE_ORDERS}, got {self.visible_order!r}")
+        if self.visible_order == "remaining" and not self.known_durations:
+            raise ValueError("visible_order='remaining' orders jobs by their remaining work: it needs known_durations=True")
+        if self.serve_hidden and self.action_mode != "priority":
+            raise ValueError("serve_hidden applies to action_mode='priority' (pick mode starts only visible jobs)")
+        if self.preempt_every_event and not (self.preemption and self.action_mode == "priority"):
+            raise ValueError("preempt_every_event needs action_mode='priority' and preemption=True")
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
         if not (np.isfinite(self.round_length) and self.round_length > 0):
@@ -200,6 +226,8 @@ class VectorEngine:
         self.prev_until = np.zeros((E, self.core.S))
         self.window_start = np.zeros(E, dtype=np.int64)
         self.vis = np.zeros((E, self.K), dtype=np.int64)
+        self.ranked = np.zeros((E, self.core.S), dtype=np.int64)
+        self._order = VISIBLE_ORDERS.index(cfg.visible_order)
         self._needs_reset = np.ones(E, dtype=bool)
 
     # ------------------------------------------------------------------ episodes
@@ -254,8 +282,9 @@ class VectorEngine:
 
     # ------------------------------------------------------------------ observation
     def visible_slots(self) -> np.ndarray:
-        """``(E, K)`` slot indices shown to the agent: waiting (and re-pick) jobs oldest first,
-        then running jobs oldest first; padded with empty slots. Recomputes the mask too."""
+        """``(E, K)`` slot indices shown to the agent (in ``visible_order``: by default waiting
+        and re-pick jobs oldest first, then running jobs oldest first); padded with empty slots.
+        Recomputes the mask too."""
         self.mask = self.action_masks()
         return self.vis
 
@@ -315,9 +344,12 @@ class VectorEngine:
         c = self.core
         vis = np.empty((self.E, self.K), dtype=np.int64)
         mask = np.empty((self.E, self.K + 1), dtype=bool)
+        ranked = np.empty((self.E, c.S), dtype=np.int64)
         observation.visible_and_mask(c.s_status, c.s_job, c.s_gpus, c.free_per_type(), self.repick,
-                                     c.next_event(), self.K, vis, mask)
+                                     c.next_event(), self.K, self._order, c.s_attained, c.s_work, c.s_done,
+                                     vis, mask, ranked)
         self.vis = vis
+        self.ranked = ranked
         return mask
 
     def observe(self) -> tuple[np.ndarray, np.ndarray]:
@@ -329,9 +361,10 @@ class VectorEngine:
             self._gpu_table = observation.gpu_feature_table(largest, c.total_gpus)
         obs = np.empty((self.E, self.obs_dim), dtype=np.float32)
         observation.observe(self.vis, self.mask, c.s_status, self.repick, c.s_gpus, c.s_submit, c.s_attained,
-                            c.s_n, c.s_restart_until, c.s_work, c.s_done, c.s_model, c.clock, c.free_per_type(),
-                            c.capacity, self.last_dt, c.n_done, c.n_jobs, self._gpu_table, c.total_gpus,
-                            bool(self.cfg.known_durations), float(self.cfg.round_length), self.M, self.F, obs)
+                            c.s_n, c.s_restart_until, c.s_work, c.s_done, c.s_model, c.s_job, c.clock,
+                            c.free_per_type(), c.capacity, self.last_dt, c.n_done, c.n_jobs, self._gpu_table,
+                            c.total_gpus, bool(self.cfg.known_durations), float(self.cfg.round_length), self.M,
+                            self.F, np.empty(c.s_status.shape), obs)
         return obs, self.mask
 
     # ------------------------------------------------------------------ actions
@@ -403,15 +436,24 @@ class VectorEngine:
         """Priority mode: the :class:`~envs.policy.Priority` of the scores given to the visible
         slots (``(E, K)``) in the envs ``envs``: non-finite scores leave their job out, scores
         are clipped to [-1, 1], running jobs that are not visible keep their GPUs (score
-        ``inf``), and with preemption running jobs compete at round boundaries."""
+        ``inf``), and with preemption running jobs compete at round boundaries (at every step
+        with ``preempt_every_event``). With ``serve_hidden`` the jobs that are not visible
+        rank after the visible ones, in visible order (scores in (-2, -1))."""
         c = self.core
         scores = np.asarray(actions, dtype=np.float64).reshape(self.E, self.K)
         bad = ~np.isfinite(scores)
         full = np.full((self.E, c.S), -np.inf)
-        full[c.s_status == RUNNING] = np.inf
+        if self.cfg.serve_hidden:
+            behind = -1.0 - (1.0 + np.arange(c.S)) / (c.S + 1.0)
+            np.put_along_axis(full, self.ranked, np.broadcast_to(behind, full.shape), axis=1)
+        else:
+            full[c.s_status == RUNNING] = np.inf
         np.put_along_axis(full, self.vis, np.where(bad, -np.inf, np.clip(scores, -1.0, 1.0)), axis=1)
         full[c.s_status == EMPTY] = -np.inf
-        preempt = envs & self.at_round if self.cfg.preemption else np.zeros(self.E, dtype=bool)
+        if not self.cfg.preemption:
+            preempt = np.zeros(self.E, dtype=bool)
+        else:
+            preempt = envs & (self.at_round | bool(self.cfg.preempt_every_event))
         return Priority(full, preempt=preempt)
 
     def serve_scores(self, actions: np.ndarray, envs: np.ndarray) -> np.ndarray:

@@ -14,7 +14,26 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs import render as _render
 from envs.engine import EnvConfig, VectorEngine
+
+RENDER_MODES = ("ansi", "rgb_array")
+
+
+def _render_mode(mode: str | None) -> str | None:
+    """``mode`` if it is ``None`` or one of :data:`RENDER_MODES`; else ``ValueError``."""
+    if mode is not None and mode not in RENDER_MODES:
+        raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {mode!r}")
+    return mode
+
+
+def _render_env(engine: VectorEngine, e: int, mode: str | None) -> str | np.ndarray | None:
+    """Env ``e`` of ``engine`` drawn in ``mode`` (:mod:`envs.render`); ``None`` without a mode."""
+    if mode is None:
+        return None
+    state = _render.snapshot(engine.view, e, order=engine.visible[e], repick=engine.repick_candidates[e],
+                             jobs_done=int(engine.core.n_done[e]), num_jobs=int(engine.core.n_jobs[e]))
+    return _render.render_text(state) if mode == "ansi" else _render.render_rgb(state)
 
 
 def _spaces(engine: VectorEngine) -> tuple[spaces.Box, spaces.Space]:
@@ -49,7 +68,10 @@ class GpuClusterEnv(gym.Env):
     ``action_mode="priority"``: ``Box(-1, 1, (K,))``, a score per visible slot; the core's
     greedy gang allocator starts waiting jobs in score order (backfilling what fits), then time
     advances to the next event. With preemption, at round boundaries running jobs compete too
-    and lose their GPUs if outranked. Running jobs that are not visible keep their GPUs.
+    and lose their GPUs if outranked (at every step with ``preempt_every_event=True``). Running
+    jobs that are not visible keep their GPUs and waiting ones never start, unless
+    ``serve_hidden=True``: then every job that is not visible ranks after the visible ones, in
+    ``visible_order``, so it backfills free GPUs (and, when preempting, competes for them).
 
     A forbidden action never crashes: in pick mode (a masked slot, a number outside ``0..K`` or
     not an integer, e.g. 1.7) it is replaced by *advance* (or, when nothing can happen without a
@@ -59,14 +81,45 @@ class GpuClusterEnv(gym.Env):
     empty slots are ignored).
 
     ## Observation Space
-    ``Box(0, 1, (K * F + T + 5,), float32)``. ``K`` visible slots (waiting jobs oldest first,
-    then running jobs; a waiting job becomes visible once older waiting jobs have started), each
-    with ``F`` features (:data:`envs.engine.SLOT_FEATURES`): present, waiting, running, re-pick
-    candidate, fits now, requested GPUs (log scale), waited time, attained GPU-service, current
-    allocation, restarting, remaining work (only with ``known_durations=True``, else 0), model
-    one-hot. Then free GPUs per GPU type (fraction), queue length, running jobs, time since the
-    last event, re-pick open, fraction of the window finished. Unbounded quantities are squashed
-    with ``x / (x + c)``. The action mask is in ``info["action_mask"]`` and ``action_masks()``.
+    ``Box(0, 1, (K * F + T + 12,), float32)``: ``K`` visible slots of ``F`` features each, then
+    the cluster features. Which jobs are visible is ``visible_order``: ``"arrival"`` (default:
+    waiting jobs oldest first, then running jobs; a waiting job becomes visible once older
+    waiting jobs have started), ``"attained"`` (every active job, least attained GPU-service
+    first: LAS's order) or ``"remaining"`` (least remaining work first: SRTF's order; needs
+    ``known_durations=True``); ties keep arrival order. Unbounded quantities are squashed with
+    ``x / (x + c)`` (``c`` = 3600 s for times, ``K`` for counts). "Known" features are 0 unless
+    ``known_durations=True``.
+
+    ================================  ==========================================================
+    slot feature (``SLOT_FEATURES``)  meaning
+    ================================  ==========================================================
+    present, waiting, running         the slot holds a job; its status
+    repick, fits                      re-pick candidate (pick mode); may start now (the mask)
+    gpus                              requested GPUs, ``log2(1 + g) / log2(1 + cluster GPUs)``
+    waited, attained                  time since submission; attained GPU-service (GPU-seconds)
+    allocated, restarting             GPUs held / cluster GPUs; paying a restart overhead
+    remaining (known)                 remaining work (reference seconds)
+    gpu_remaining (known)             remaining GPU-time: remaining work x requested GPUs
+    service_rank                      share of the other active jobs with less attained service
+    remaining_rank (known)            share of the other active jobs with less remaining work
+    model_*                           model one-hot
+    ================================  ==========================================================
+
+    ================================  ==========================================================
+    cluster feature                   meaning
+    ================================  ==========================================================
+    free_gpus (one per GPU type)      free GPUs of the type / its capacity
+    queued, running                   waiting and running jobs (all of them, visible or not)
+    since_last_event, repick_open     time since the last event (scale ``round_length``)
+    finished                          fraction of the window's jobs finished
+    hidden                            waiting jobs that are not visible
+    queue_gpus_mean, queue_gpus_max   ``gpus`` over every waiting job
+    queue_waited_mean, _max           ``waited`` over every waiting job
+    queue_attained_mean               ``attained`` over every waiting job
+    queue_remaining_mean (known)      ``remaining`` over every waiting job
+    ================================  ==========================================================
+
+    The action mask is in ``info["action_mask"]`` and ``action_masks()``.
 
     ## Rewards
     ``reward="jct"`` (default): minus the number of jobs in the system times the elapsed time,
@@ -104,20 +157,32 @@ class GpuClusterEnv(gym.Env):
     size, 64), ``load`` (target offered load of the whole trace, 1.0; ``None`` keeps the trace's
     arrivals), ``max_slots`` (K, 32), ``action_mode`` (``"pick"``/``"priority"``),
     ``preemption`` (False), ``round_length`` (the env's round period, with preemption),
-    ``reward``, ``reward_scale``, ``known_durations`` (False), ``max_steps``, ``trace_jobs`` /
+    ``reward``, ``reward_scale``, ``known_durations`` (False), ``visible_order``
+    (``"arrival"``), ``serve_hidden`` (False), ``preempt_every_event`` (False), ``max_steps``, ``trace_jobs`` /
     ``trace_seed`` (size and seed of the synthetic base trace), and ``sim``, the simulator's
     settings (:class:`envs.config.SimConfig`), whose fields may also be given as flat options:
     ``restart_overhead``, ``placer``, ``resources`` (CPU and memory model), ``network`` (link
     contention model), ``dynamic_phases``, ``elastic_fraction``, ``dynamic_fraction`` (jobs
     that speed up as their batch size grows), ``goodput``, ``restart``.
 
+    ## Rendering
+    ``render_mode`` (argument of ``__init__`` and ``gym.make``; ``None`` by default, any other
+    value raises ``ValueError``): ``"ansi"``: :meth:`render` returns a text view of the current
+    state: the clock, each node's GPUs as cells holding the id of their job (its position in the
+    window; ``.`` free), the running jobs (GPUs, nodes, attained GPU-seconds, remaining work when
+    ``known_durations``) and the first queued jobs in the order the agent sees them, with a
+    count of the rest. ``"rgb_array"``: an ``(H, W, 3)`` uint8 image of the same (a grid of GPU
+    cells coloured by job, the queue as bars of requested GPUs), drawn with matplotlib's Agg
+    canvas. Both come from :mod:`envs.render`; rendering reads the state and changes nothing.
+
     ## Version History
     * v0: initial version.
     """
 
-    metadata: ClassVar[dict] = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": list(RENDER_MODES), "render_fps": 4}
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, render_mode: str | None = None, **options: Any) -> None:
+        self.render_mode = _render_mode(render_mode)
         self.engine = VectorEngine(1, EnvConfig.from_options(**options))
         self.observation_space, self.action_space = _spaces(self.engine)
         self._mask = np.ones(self.engine.K + 1, dtype=bool)
@@ -166,6 +231,11 @@ class GpuClusterEnv(gym.Env):
         """The allowed actions now (for sb3-contrib's ``MaskablePPO``)."""
         return self._mask.copy()
 
+    def render(self) -> str | np.ndarray | None:
+        """The current state as text (``"ansi"``) or an RGB image (``"rgb_array"``); ``None``
+        without a render mode (see *Rendering* above)."""
+        return _render_env(self.engine, 0, self.render_mode)
+
     def episode_results(self):
         """Per-job results of the current episode (DataFrame)."""
         return self.engine.episode_results(0)
@@ -180,11 +250,17 @@ class GpuClusterVectorEnv(VectorEnv):
     the new episode's first, and ``infos["final_obs"]`` / ``infos["final_info"]`` (masked by
     ``infos["_final_obs"]``) hold the last observation and info of the finished episode,
     including its ``episode_metrics``.
+
+    ``render_mode`` as for :class:`GpuClusterEnv`: :meth:`render` returns one frame per env (a
+    tuple, as Gymnasium's ``SyncVectorEnv`` does); an image takes tens of milliseconds, so
+    render few envs in ``"rgb_array"`` mode.
     """
 
-    metadata: ClassVar[dict] = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata: ClassVar[dict] = {"render_modes": list(RENDER_MODES), "render_fps": 4,
+                                "autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, num_envs: int = 1, **options: Any) -> None:
+    def __init__(self, num_envs: int = 1, *, render_mode: str | None = None, **options: Any) -> None:
+        self.render_mode = _render_mode(render_mode)
         self.num_envs = int(num_envs)
         self.engine = VectorEngine(self.num_envs, EnvConfig.from_options(**options))
         self.single_observation_space, self.single_action_space = _spaces(self.engine)
@@ -248,3 +324,9 @@ class GpuClusterVectorEnv(VectorEnv):
     def action_masks(self) -> np.ndarray:
         """``(num_envs, K + 1)`` allowed actions now."""
         return self._mask.copy()
+
+    def render(self) -> tuple[str | np.ndarray, ...] | None:
+        """One frame per env in ``render_mode`` (``None`` without one)."""
+        if self.render_mode is None:
+            return None
+        return tuple(_render_env(self.engine, e, self.render_mode) for e in range(self.num_envs))

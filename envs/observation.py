@@ -21,10 +21,20 @@ from traces import models
 
 #: features of each visible slot, in observation order (the model one-hot closes the group)
 SLOT_FEATURES = ("present", "waiting", "running", "repick", "fits", "gpus", "waited", "attained", "allocated",
-                 "restarting", "remaining", *tuple(f"model_{m}" for m in models.MODELS))
-#: cluster features after the slots, in observation order; ``free_gpus`` is one entry per GPU type
-CLUSTER_FEATURES = ("free_gpus", "queued", "running", "since_last_event", "repick_open", "finished")
+                 "restarting", "remaining", "gpu_remaining", "service_rank", "remaining_rank",
+                 *tuple(f"model_{m}" for m in models.MODELS))
+#: cluster features after the slots, in observation order; ``free_gpus`` is one entry per GPU type.
+#: The ``queue_*`` features pool over every waiting job of the env, visible or not.
+CLUSTER_FEATURES = ("free_gpus", "queued", "running", "since_last_event", "repick_open", "finished", "hidden",
+                    "queue_gpus_mean", "queue_gpus_max", "queue_waited_mean", "queue_waited_max",
+                    "queue_attained_mean", "queue_remaining_mean")
 SLOT = {name: i for i, name in enumerate(SLOT_FEATURES)}
+#: which jobs fill the ``K`` visible slots (:func:`visible_and_mask`) and in which order the jobs
+#: beyond them are served (``EnvConfig.serve_hidden``): ``"arrival"``: waiting jobs oldest first,
+#: then running ones; ``"attained"``: every active job by least attained GPU-service (LAS order);
+#: ``"remaining"``: every active job by least remaining work (SRTF order; needs known durations).
+#: Ties keep arrival order.
+VISIBLE_ORDERS = ("arrival", "attained", "remaining")
 #: scale (seconds) of the squashed time features ``waited``, ``attained`` and ``remaining``
 TIME_SCALE = 3600.0
 
@@ -54,6 +64,8 @@ _P_PRESENT, _P_WAITING, _P_RUNNING, _P_REPICK, _P_FITS = (SLOT[n] for n in ("pre
                                                                               "repick", "fits"))
 _P_GPUS, _P_WAITED, _P_ATTAINED, _P_ALLOCATED = (SLOT[n] for n in ("gpus", "waited", "attained", "allocated"))
 _P_RESTARTING, _P_REMAINING, _P_MODEL0 = SLOT["restarting"], SLOT["remaining"], SLOT[f"model_{models.MODELS[0]}"]
+_P_GPU_REMAINING, _P_SERVICE_RANK, _P_REMAINING_RANK = (SLOT[n] for n in ("gpu_remaining", "service_rank",
+                                                                          "remaining_rank"))
 
 
 @njit(**_JIT)
@@ -65,22 +77,53 @@ def _squash(x: float, scale: float) -> float:
 
 
 @njit(**_JIT)
-def visible_and_mask(status, job, gpus, free_t, repick, t_next, K, vis, mask):
-    """Fill ``vis`` ``(E, K)`` with the slots shown to the agent (waiting jobs, then running
-    ones, each by workload position; then empty slots by index) and ``mask`` ``(E, K + 1)``:
-    a visible waiting job that fits the free GPUs of some type may start; advancing is allowed
-    when an event is pending (``t_next`` finite) or a re-pick phase is open, and always when
-    nothing else is."""
+def prescore(order, status, attained, work, done, e, s):
+    """The visible-order pre-score of slot ``s`` of env ``e`` (smaller: served first; ties by
+    arrival): ``order`` 1 attained GPU-service, 2 remaining work ``work - done``, else 0."""
+    if order == 1:
+        return attained[e, s]
+    if order == 2:
+        return work[e, s] - done[e, s]
+    return 0.0
+
+
+@njit(**_JIT)
+def visible_and_mask(status, job, gpus, free_t, repick, t_next, K, order, attained, work, done, vis, mask, ranked):
+    """Fill ``vis`` ``(E, K)`` with the slots shown to the agent and ``ranked`` ``(E, S)`` with
+    every slot in visible order: for ``order`` 0 (``"arrival"``) waiting jobs, then running ones,
+    each by workload position; for ``order`` 1 / 2 (``"attained"`` / ``"remaining"``) every
+    active job by :func:`prescore`, ties by workload position; then empty slots by index. Fill
+    ``mask`` ``(E, K + 1)``: a visible waiting job that fits the free GPUs of some type may start;
+    advancing is allowed when an event is pending (``t_next`` finite) or a re-pick phase is open,
+    and always when nothing else is."""
     E, S = status.shape
     T = free_t.shape[1]
     key = np.empty(S, dtype=np.int64)
+    pre = np.empty(S, dtype=np.float64)
+    seg = np.empty(S, dtype=np.int64)
     for e in range(E):
+        active = 0
         for s in range(S):
             st = status[e, s]
-            rank = 0 if st == WAITING else (1 if st == RUNNING else 2)
+            if order == 0:
+                rank = 0 if st == WAITING else (1 if st == RUNNING else 2)
+            else:
+                rank = 2 if st == EMPTY else 0
+            if st != EMPTY:
+                active += 1
             j = 0 if st == EMPTY else job[e, s]
             key[s] = (rank << 58) | (j << _VIS_SHIFT) | s
         key.sort()
+        if order != 0 and active > 1:
+            for i in range(active):
+                pre[i] = prescore(order, status, attained, work, done, e, key[i] & _VIS_LOW)
+            perm = np.argsort(pre[:active], kind="mergesort")
+            for i in range(active):
+                seg[i] = key[perm[i]]
+            for i in range(active):
+                key[i] = seg[i]
+        for s in range(S):
+            ranked[e, s] = key[s] & _VIS_LOW
         any_pick = False
         any_repick = False
         for s in range(S):
@@ -101,24 +144,50 @@ def visible_and_mask(status, job, gpus, free_t, repick, t_next, K, vis, mask):
 
 
 @njit(**_JIT)
-def observe(vis, mask, status, repick, gpus, submit, attained, n, restart_until, work, done, model, clock,
+def _rank(values, job, status, e, s, active):
+    """Share of the other active jobs of env ``e`` ahead of slot ``s`` by ``values`` (ties by
+    workload position ``job``): 0 first, 1 last."""
+    if active <= 1:
+        return 0.0
+    v = values[e, s]
+    j = job[e, s]
+    ahead = 0
+    for o in range(status.shape[1]):
+        if status[e, o] != EMPTY and (values[e, o] < v or (values[e, o] == v and job[e, o] < j)):
+            ahead += 1
+    return ahead / (active - 1)
+
+
+@njit(**_JIT)
+def observe(vis, mask, status, repick, gpus, submit, attained, n, restart_until, work, done, model, job, clock,
             free_t, capacity, last_dt, n_done, n_jobs, gpu_table, total_gpus, known, round_length, n_models,
-            F, obs):
+            F, remaining, obs):
     """Fill ``obs`` ``(E, obs_dim)`` (float32) with every env's observation (see the module
     docstring and :data:`SLOT_FEATURES`): per visible slot ``present``, ``waiting``,
     ``running``, ``repick``, ``fits`` (the mask), ``gpus`` (``gpu_table[gpus]``), ``waited``
-    (squashed ``clock - submit``), ``attained`` (squashed), ``allocated`` (``n / total_gpus``),
-    ``restarting``, ``remaining`` (squashed ``work - done`` when ``known``, else 0) and the
-    model one-hot (all zero for an empty slot); then free GPUs per type over capacity, the
-    squashed counts of waiting and running jobs (scale ``K``), the squashed time since the last
-    event (scale ``round_length``), whether a re-pick phase is open and the finished fraction.
-    ``F`` is the number of features per slot."""
+    (squashed ``clock - submit``), ``attained`` (squashed GPU-seconds held), ``allocated``
+    (``n / total_gpus``), ``restarting``, ``remaining`` (squashed ``work - done`` when ``known``,
+    else 0), ``gpu_remaining`` (squashed ``(work - done) * gpus`` when ``known``, else 0),
+    ``service_rank`` (the share of the other active jobs with less attained service, ties by
+    arrival: LAS's order), ``remaining_rank`` (likewise by ``work - done``, SRTF's order, when
+    ``known``, else 0) and the model one-hot (all zero for an empty slot; so are the ranks);
+    then free GPUs per type over capacity, the squashed counts of waiting and running jobs
+    (scale ``K``), the squashed time since the last event (scale ``round_length``), whether a
+    re-pick phase is open, the finished fraction, the squashed count of waiting jobs not visible
+    (scale ``K``), and over all waiting jobs (0 when none): the mean and max of ``gpus``, of
+    ``waited``, the mean of ``attained`` and of ``remaining`` (0 unless ``known``). ``F`` is the
+    number of features per slot; ``remaining`` ``(E, S)`` is scratch space."""
     E, K = vis.shape
     S = status.shape[1]
     T = free_t.shape[1]
     for e in range(E):
         row = obs[e]
         c = clock[e]
+        active = 0
+        for s in range(S):
+            remaining[e, s] = work[e, s] - done[e, s]
+            if status[e, s] != EMPTY:
+                active += 1
         for k in range(K):
             s = vis[e, k]
             st = status[e, s]
@@ -137,6 +206,9 @@ def observe(vis, mask, status, repick, gpus, submit, attained, n, restart_until,
             row[b + _P_ALLOCATED] = n[e, s] / total_gpus
             row[b + _P_RESTARTING] = 1.0 if (running and restart_until[e, s] > c) else 0.0
             row[b + _P_REMAINING] = _squash((work[e, s] - done[e, s]) * p, 3600.0) if known else 0.0
+            row[b + _P_GPU_REMAINING] = _squash((work[e, s] - done[e, s]) * gpus[e, s] * p, 3600.0) if known else 0.0
+            row[b + _P_SERVICE_RANK] = _rank(attained, job, status, e, s, active) if present else 0.0
+            row[b + _P_REMAINING_RANK] = _rank(remaining, job, status, e, s, active) if (present and known) else 0.0
             m = model[e, s]
             for i in range(n_models):
                 row[b + _P_MODEL0 + i] = 1.0 if (present and m == i) else 0.0
@@ -146,16 +218,43 @@ def observe(vis, mask, status, repick, gpus, submit, attained, n, restart_until,
         q = 0
         r = 0
         rp = False
+        g_sum = 0.0
+        g_max = 0.0
+        w_sum = 0.0
+        w_max = 0.0
+        a_sum = 0.0
+        rem_sum = 0.0
         for s in range(S):
             if status[e, s] == WAITING:
                 q += 1
+                g = gpu_table[gpus[e, s]]
+                w = _squash(c - submit[e, s], 3600.0)
+                g_sum += g
+                g_max = max(g_max, g)
+                w_sum += w
+                w_max = max(w_max, w)
+                a_sum += _squash(attained[e, s], 3600.0)
+                if known:
+                    rem_sum += _squash(work[e, s] - done[e, s], 3600.0)
             elif status[e, s] == RUNNING:
                 r += 1
             if repick[e, s]:
                 rp = True
+        shown = 0
+        for k in range(K):
+            if status[e, vis[e, k]] == WAITING:
+                shown += 1
         at += T
         row[at] = _squash(float(q), float(K))
         row[at + 1] = _squash(float(r), float(K))
         row[at + 2] = _squash(last_dt[e], round_length)
         row[at + 3] = 1.0 if rp else 0.0
         row[at + 4] = n_done[e] / max(n_jobs[e], 1) if n_jobs[e] > 0 else 0.0
+        row[at + 5] = _squash(float(q - shown), float(K))
+        nq = max(q, 1)
+        row[at + 6] = g_sum / nq
+        row[at + 7] = g_max
+        row[at + 8] = w_sum / nq
+        row[at + 9] = w_max
+        row[at + 10] = a_sum / nq
+        row[at + 11] = rem_sum / nq

@@ -55,6 +55,29 @@ def spread(free: np.ndarray, node_type: np.ndarray, gpu_type: np.ndarray, n: np.
 PLACERS: dict[str, Placer] = {"consolidate": consolidate_first, "spread": spread}
 
 
+def place_in_order(free: np.ndarray, node_type: np.ndarray, order: np.ndarray, todo: np.ndarray,
+                   n: np.ndarray, t: np.ndarray, placer: Placer) -> np.ndarray:
+    """``(E, S, N)`` GPUs per node of the ``todo`` slots (``(E, S)``), placed one after another
+    in ``order`` (``(E, S)`` slot indices; non-``todo`` slots are skipped) by ``placer`` on the
+    ``free`` GPUs (``(E, N)``), each taking ``n`` GPUs of type ``t`` (``(E, S)``): what the core
+    does when it starts jobs without an explicit placement. The caller guarantees that the GPUs
+    are there. One placer call per rank, vectorised over envs."""
+    E, S = todo.shape
+    avail = np.array(free, dtype=np.int64, copy=True)
+    place = np.zeros((E, S, avail.shape[1]), dtype=np.int64)
+    rows = np.arange(E)[:, None]
+    ranked = todo[rows, order]
+    pick = np.argsort(~ranked, axis=1, kind="stable")  # todo slots first, in ``order``
+    counts = ranked.sum(axis=1)
+    for r in range(int(counts.max(initial=0))):
+        e = np.flatnonzero(counts > r)
+        s = order[e, pick[e, r]]
+        take = placer(avail[e], node_type, t[e, s], n[e, s])
+        avail[e] -= take
+        place[e, s] = take
+    return place
+
+
 def get(placer: str | Placer) -> Placer:
     if callable(placer):
         return placer

@@ -26,7 +26,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="a saved agent folder (agent.json + model.zip) to run as a policy; repeatable")
     r.add_argument("--out", type=Path, help="output folder (default: leaderboard-results/<suite>/)")
     r.add_argument("--jobs", type=int, metavar="N", help="jobs per window (default: the suite's)")
-    r.add_argument("--workers", type=int, metavar="N", help="parallel processes (default: min(2, CPUs))")
+    r.add_argument("--workers", type=int, metavar="N",
+                   help="parallel processes of the local backend (default: min(2, CPUs))")
+    r.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="where cells run: processes of this machine, or Ray tasks (pip install -e \".[ray]\"); "
+                        "the cache and the outputs are written here either way")
+    r.add_argument("--address", metavar="ADDR",
+                   help="with --backend ray: the Ray cluster to join (e.g. auto or HOST:6379); "
+                        "default: start a local Ray instance")
+    r.add_argument("--cpus-per-cell", type=float, default=1.0, metavar="N",
+                   help="with --backend ray: CPUs Ray reserves for each cell (default: 1)")
     r.add_argument("--fresh", action="store_true", help="recompute every cell, ignoring the cache")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
@@ -92,6 +101,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs is not None and args.jobs < 2:
         print("error: --jobs must be >= 2", file=sys.stderr)
         return 2
+    if args.backend != "ray" and (args.address is not None or args.cpus_per_cell != 1.0):
+        print("error: --address and --cpus-per-cell apply to --backend ray", file=sys.stderr)
+        return 2
+    if args.backend == "ray" and args.workers is not None:
+        print("error: --workers applies to the local backend; with --backend ray the cluster's CPUs and "
+              "--cpus-per-cell decide how many cells run at once", file=sys.stderr)
+        return 2
+    if not args.cpus_per_cell > 0:
+        print(f"error: --cpus-per-cell must be > 0, got {args.cpus_per_cell:g}", file=sys.stderr)
+        return 2
+    if args.backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            print('error: --backend ray needs Ray: pip install -e ".[ray]"', file=sys.stderr)
+            return 2
+    from leaderboard.ray_backend import RayBackendError
     signal.signal(signal.SIGTERM, _interrupt)
     _show_cache_warnings()
     if suite.expected_minutes is not None and args.policies is None and args.jobs is None and not args.agent:
@@ -99,11 +125,12 @@ def main(argv: list[str] | None = None) -> int:
               "so an interrupted run resumes", file=sys.stderr)
     try:
         summary = run(suite, policies=args.policies, agents=args.agent, out=args.out, num_jobs=args.jobs,
-                      workers=args.workers, progress=not args.no_progress, fresh=args.fresh)
+                      workers=args.workers, progress=not args.no_progress, fresh=args.fresh,
+                      backend=args.backend, address=args.address, cpus_per_cell=args.cpus_per_cell)
     except MissingDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except SuiteError as exc:
+    except (SuiteError, RayBackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

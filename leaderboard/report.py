@@ -221,10 +221,13 @@ def _models_label(sim: dict) -> str:
 
 
 def _knobs_label(suite: Suite) -> str:
-    if not suite.knobs:
+    variants = getattr(suite, "variants", {})
+    if not suite.knobs and not variants:
         return "each policy's defaults"
     parts = [f"{p}(" + ", ".join(f"{k}={v!r}" for k, v in sorted(kn.items())) + ")"
              for p, kn in sorted(suite.knobs.items())]
+    parts += [f"{label} = {v['policy']}(" + ", ".join(f"{k}={x!r}" for k, x in sorted(v.items()) if k != "policy") + ")"
+              for label, v in sorted(variants.items())]
     return "; ".join(parts) + "; other policies their defaults"
 
 

@@ -145,9 +145,10 @@ def _cluster(definition: dict) -> ClusterSpec:
     return _CLUSTERS[key]
 
 
-def compute_cell(cell: Cell, path: str) -> tuple[int, str | None, float]:
-    """Simulate ``cell`` and write its cache file atomically. Returns ``(index, error, wall)``;
-    ``error`` is ``"Type: message"`` if the cell failed (nothing is written then)."""
+def simulate_cell(cell: Cell) -> tuple[bytes | None, str | None, float]:
+    """Simulate ``cell`` and return ``(data, error, wall)``: ``data`` the bytes of its cache
+    file, or ``None`` with ``error`` = ``"Type: message"`` if the cell failed. The one place a
+    cell is computed, whichever backend runs it (:func:`compute_cell`, the Ray backend)."""
     delay = os.environ.get(DELAY_ENV)
     if delay:
         time.sleep(float(delay))
@@ -162,7 +163,7 @@ def compute_cell(cell: Cell, path: str) -> tuple[int, str | None, float]:
         res = envs.simulate(trace, spec, policy, sim=sim_config(sim), known_durations=sim["known_durations"],
                             seed=cell.seed)
     except Exception as exc:  # a failing cell is reported, not cached, and retried next run
-        return cell.index, f"{type(exc).__name__}: {exc}", time.perf_counter() - start
+        return None, f"{type(exc).__name__}: {exc}", time.perf_counter() - start
     wall = time.perf_counter() - start
     meta = {"definition": cell.definition, "labels": cell.labels(), "metrics": res.metrics,
             "events": int(res.events), "wall_time": wall}
@@ -170,8 +171,16 @@ def compute_cell(cell: Cell, path: str) -> tuple[int, str | None, float]:
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    write_cell_file(Path(path), sink.getvalue().to_pybytes())
-    return cell.index, None, wall
+    return sink.getvalue().to_pybytes(), None, wall
+
+
+def compute_cell(cell: Cell, path: str) -> tuple[int, str | None, float]:
+    """Simulate ``cell`` and write its cache file atomically. Returns ``(index, error, wall)``;
+    ``error`` is ``"Type: message"`` if the cell failed (nothing is written then)."""
+    data, error, wall = simulate_cell(cell)
+    if data is not None:
+        write_cell_file(Path(path), data)
+    return cell.index, error, wall
 
 
 def _verified_bytes(path: Path) -> bytes:
@@ -192,6 +201,12 @@ def _verified_bytes(path: Path) -> bytes:
         raise DamagedCellError(f"{path}: SHA-256 {actual} ({len(data)} bytes) does not match "
                                f"{recorded[0]} recorded in {sums.name}")
     return data
+
+
+def verified_bytes(path: Path) -> bytes:
+    """The bytes of a file written by :func:`write_cell_file`, checked against its checksum
+    (:class:`DamagedCellError` otherwise); for other caches that share this file layout."""
+    return _verified_bytes(path)
 
 
 def read_cell(cell: Cell, path: Path) -> CellResult:
@@ -336,6 +351,10 @@ def compute(cells: list[Cell], cache_dir: Path, *, workers: int, progress: bool,
     return failed
 
 
+#: where cells are computed: processes of this machine, or tasks on a Ray cluster
+BACKENDS = ("local", "ray")
+
+
 def run(
     suite: Suite,
     *,
@@ -346,13 +365,21 @@ def run(
     workers: int | None = None,
     progress: bool = False,
     fresh: bool = False,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_cell: float = 1.0,
 ) -> RunSummary:
     """Run ``suite`` (computing only the cells not cached in ``out``) and write its outputs.
 
     ``policies`` defaults to the suite's (FIFO, the reference, is always added); ``agents`` are
     saved agent folders; ``num_jobs`` overrides the jobs per window; ``fresh`` recomputes every
-    cell. Raises :class:`leaderboard.suite.MissingDataError` if the suite's data is absent.
+    cell. ``backend`` is ``"local"`` (``workers`` processes) or ``"ray"`` (cells as Ray tasks of
+    ``cpus_per_cell`` CPUs on the cluster at ``address``, a local one if ``None``; see
+    :mod:`leaderboard.ray_backend`): the outputs are the same bytes either way.
+    Raises :class:`leaderboard.suite.MissingDataError` if the suite's data is absent.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     from leaderboard import report
 
     specs: list[PolicySpec] = suite.policy_specs(policies, list(agents))
@@ -365,8 +392,14 @@ def run(
         for c in cells:
             remove_cell_file(cell_path(cache_dir, c))
     cached, todo = read_cached(cells, cache_dir)
-    workers = default_workers() if workers is None else max(1, int(workers))
-    failed = compute(todo, cache_dir, workers=workers, progress=progress, desc=suite.name)
+    if backend == "ray":
+        from leaderboard.ray_backend import compute_ray
+
+        failed = compute_ray(todo, cache_dir, address=address, cpus_per_cell=cpus_per_cell, progress=progress,
+                             desc=suite.name)
+    else:
+        workers = default_workers() if workers is None else max(1, int(workers))
+        failed = compute(todo, cache_dir, workers=workers, progress=progress, desc=suite.name)
     failed_idx = {c.index for c, _ in failed}
     results = [cached[c.index] if c.index in cached else read_cell(c, cell_path(cache_dir, c))
                for c in cells if c.index not in failed_idx]

@@ -46,6 +46,15 @@ and ``[trace]`` is optional)::
     [knobs.optimus]                       # constructor knobs per policy (baselines.get)
     interval = 60.0
 
+    [knobs.tiresias]                      # composition knobs too (baselines.compose):
+    placement = "spread"                  # the scheduler with a placement policy ...
+    admission = "load"                    # ... and an admission policy in front
+    admission_knobs = { factor = 1.2 }
+
+    [variants.las_spread]                 # a named variant of a policy, listed in `policies`
+    policy = "las"                        # beside its base: the base's knobs and composition
+    placement = "spread"                  # knobs; compared with the base in the same run
+
 Seeds: for ``synthetic`` the seed draws the trace (``traces.synthetic(seed=...)``) and is the
 simulation seed; for the other kinds it is the simulation seed (model draw for jobs without a
 model, elastic draw).
@@ -83,7 +92,7 @@ CACHE_FORMAT = 1
 KINDS = ("synthetic", "file", "pollux_workloads")
 _TOP_KEYS = {"name", "description", "seeds", "loads", "policies", "restart_overhead", "elastic_fraction",
              "round_length", "placer", "cluster", "trace", "knobs", "goodput", "application_restart",
-             "resources", "network", "dynamic_fraction", "expected_minutes", "expected_basis"}
+             "resources", "network", "dynamic_fraction", "expected_minutes", "expected_basis", "variants"}
 #: How a suite's ``expected_minutes`` was obtained.
 EXPECTED_BASES = ("measured", "estimated")
 
@@ -197,6 +206,7 @@ class PolicySpec:
     name: str
     knobs: dict = field(default_factory=dict)
     agent: str | None = None  # absolute path of the agent folder
+    base: str | None = None  # for a suite's variant: the registered baseline it configures
 
     def build(self):
         if self.agent is not None:
@@ -205,7 +215,7 @@ class PolicySpec:
             return AgentPolicy(self.agent)
         import baselines
 
-        return baselines.get(self.name, **self.knobs)
+        return baselines.get(self.base or self.name, **self.knobs)
 
     @property
     def needs_durations(self) -> bool:
@@ -222,7 +232,10 @@ class PolicySpec:
                     "model.zip": file_digest(folder / "model.zip")}
         policy = self.build()
         knobs = policy.knobs() if hasattr(policy, "knobs") else dict(self.knobs)
-        return {"baseline": self.name, "knobs": json.loads(json.dumps(knobs, default=_jsonable))}
+        out = {"baseline": self.base or self.name, "knobs": json.loads(json.dumps(knobs, default=_jsonable))}
+        if self.base is not None:
+            out["variant"] = self.name
+        return out
 
 
 def agent_spec(path: str | Path) -> PolicySpec:
@@ -276,6 +289,7 @@ class Suite:
     sim: dict
     expected_minutes: float | None = None  # wall time of a full run with 2 workers on 2 cores
     expected_basis: str = "measured"  # or "estimated"
+    variants: dict[str, dict] = field(default_factory=dict)  # label -> {"policy": base, **knobs}
 
     def expected_label(self) -> str:
         """The expected wall time of a full uncached run, e.g. "about 1 min (measured, 2 workers on 2 cores)"."""
@@ -391,12 +405,20 @@ class Suite:
 
         chosen = list(self.policies if names is None else names)
         for n in chosen:
-            if n not in baselines.REGISTRY:
-                raise SuiteError(f"unknown policy {n!r}; baselines are {baselines.names()}")
+            if n not in baselines.REGISTRY and n not in self.variants:
+                raise SuiteError(f"unknown policy {n!r}; baselines are {baselines.names()}"
+                                 + (f", this suite's variants {sorted(self.variants)}" if self.variants else ""))
         if "fifo" not in chosen:
             chosen.insert(0, "fifo")
         chosen = list(dict.fromkeys(chosen))
-        specs = [PolicySpec(n, dict(self.knobs.get(n, {}))) for n in chosen]
+        specs = []
+        for n in chosen:
+            if n in self.variants:
+                knobs = dict(self.variants[n])
+                base = knobs.pop("policy")
+                specs.append(PolicySpec(n, knobs, base=base))
+            else:
+                specs.append(PolicySpec(n, dict(self.knobs.get(n, {}))))
         for a in agents:
             specs.append(agent_spec(a))
         names_seen = [s.name for s in specs]
@@ -484,9 +506,23 @@ def parse_suite(path: str | Path) -> Suite:
         policies = baselines.names()
     if not isinstance(policies, list) or not all(isinstance(p, str) for p in policies):
         _fail(path, f"policies: expected \"all\" or a list of names, got {policies!r}")
-    bad = [p for p in policies if p not in baselines.REGISTRY]
+    variants = raw.get("variants", {})
+    if not isinstance(variants, dict):
+        _fail(path, "[variants] must be a table of tables ([variants.<label>] with policy = NAME)")
+    for label, v in variants.items():
+        if label in baselines.REGISTRY:
+            _fail(path, f"[variants.{label}]: {label!r} is a baseline's name; give the variant a label of its own")
+        if not isinstance(v, dict) or v.get("policy") not in baselines.REGISTRY:
+            _fail(path, f"[variants.{label}]: needs policy = one of {baselines.names()}")
+        kn = {k: x for k, x in v.items() if k != "policy"}
+        try:
+            baselines.get(v["policy"], **kn)
+        except (TypeError, ValueError) as exc:
+            _fail(path, f"[variants.{label}]: {exc}")
+    bad = [p for p in policies if p not in baselines.REGISTRY and p not in variants]
     if bad:
-        _fail(path, f"policies: unknown {bad}; baselines are {baselines.names()}")
+        _fail(path, f"policies: unknown {bad}; baselines are {baselines.names()}"
+              + (f", this suite's variants {sorted(variants)}" if variants else ""))
     knobs = raw.get("knobs", {})
     if not isinstance(knobs, dict):
         _fail(path, "[knobs] must be a table of tables ([knobs.<policy>])")
@@ -526,7 +562,8 @@ def parse_suite(path: str | Path) -> Suite:
     return Suite(name=name, description=str(raw.get("description", "")).strip(), path=path,
                  cluster_def=dict(cluster), trace=trace, seeds=[int(s) for s in seeds], loads=loads,
                  policies=list(policies), knobs={k: dict(v) for k, v in knobs.items()}, sim=sim,
-                 expected_minutes=None if expected is None else float(expected), expected_basis=basis)
+                 expected_minutes=None if expected is None else float(expected), expected_basis=basis,
+                 variants={k: dict(v) for k, v in variants.items()})
 
 
 def sim_config(sim: dict) -> SimConfig:

@@ -132,7 +132,7 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     proc = subprocess.Popen(cmd, cwd=Path(train.__file__).parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     for line in proc.stdout:  # wait until training has started
-        if "evaluation windows" in line:
+        if line.startswith("training "):  # printed once the signal handlers are in place
             break
     import time
 

@@ -117,9 +117,18 @@ def reference_observation(eng: VectorEngine) -> tuple[np.ndarray, np.ndarray, np
     """The visible slots, the mask and the observation of every env by the array formulas."""
     c, K, E = eng.core, eng.K, eng.E
     st = c.s_status
-    rank = np.where(st == WAITING, 0, np.where(st == RUNNING, 1, 2))
-    key = (rank << 58) | (np.where(st == EMPTY, 0, c.s_job) << 20) | np.arange(c.S)
-    vis = np.sort(key, axis=1)[:, :K] & 0xFFFFF
+    active = st != EMPTY
+    job = np.where(active, c.s_job, 0)
+    order = eng.cfg.visible_order
+    if order == "arrival":
+        group = np.where(st == WAITING, 0, np.where(st == RUNNING, 1, 2))
+        pre = np.zeros(st.shape)
+    else:
+        group = np.where(active, 0, 2)
+        pre = np.where(active, c.s_attained if order == "attained" else c.s_work - c.s_done, 0.0)
+    ranked = np.lexsort((np.broadcast_to(np.arange(c.S), st.shape), job, pre, group), axis=1)
+    vis = ranked[:, :K]
+    np.testing.assert_array_equal(eng.ranked, ranked)
     free_t = c.free_per_type()
     startable = (st == WAITING) & (free_t[:, None, :] >= c.s_gpus[:, :, None]).any(axis=2)
     mask = np.empty((E, K + 1), dtype=bool)
@@ -129,6 +138,15 @@ def reference_observation(eng: VectorEngine) -> tuple[np.ndarray, np.ndarray, np
     s = g(st)
     present, running = s != EMPTY, s == RUNNING
     clock = c.clock[:, None]
+    known = eng.cfg.known_durations
+    n_active = active.sum(axis=1)[:, None, None]
+
+    def share_ahead(values: np.ndarray) -> np.ndarray:
+        v, j = g(values)[:, :, None], g(c.s_job)[:, :, None]
+        ahead = (active[:, None, :] & ((values[:, None, :] < v) | ((values[:, None, :] == v) & (c.s_job[:, None, :] < j))))
+        return np.where(present & (n_active[:, :, 0] > 1), ahead.sum(axis=2) / np.maximum(n_active[:, :, 0] - 1, 1), 0.0)
+
+    remaining = c.s_work - c.s_done
     f = {
         "present": present, "waiting": s == WAITING, "running": running, "repick": g(eng.repick),
         "fits": mask[:, :K], "gpus": np.log2(1 + g(c.s_gpus) * present) / np.log2(1 + c.total_gpus),
@@ -136,6 +154,9 @@ def reference_observation(eng: VectorEngine) -> tuple[np.ndarray, np.ndarray, np
         "allocated": g(c.s_n) / c.total_gpus, "restarting": running & (g(c.s_restart_until) > clock),
         "remaining": (_squash((g(c.s_work) - g(c.s_done)) * present, 3600.0) if eng.cfg.known_durations
                       else np.zeros((E, K))),
+        "gpu_remaining": (_squash(g(remaining) * g(c.s_gpus) * present, 3600.0) if known else np.zeros((E, K))),
+        "service_rank": share_ahead(c.s_attained),
+        "remaining_rank": share_ahead(remaining) if known else np.zeros((E, K)),
     }
     feats = np.zeros((E, K, len(SLOT_FEATURES)))
     for name, value in f.items():
@@ -147,16 +168,37 @@ def reference_observation(eng: VectorEngine) -> tuple[np.ndarray, np.ndarray, np
         _squash((st == WAITING).sum(axis=1), K)[:, None], _squash((st == RUNNING).sum(axis=1), K)[:, None],
         _squash(eng.last_dt, eng.cfg.round_length)[:, None], eng.repick.any(axis=1)[:, None],
         np.where(c.n_jobs > 0, c.n_done / np.maximum(c.n_jobs, 1), 0.0)[:, None],
+        queue_features(eng, vis),
     ], axis=1)
     obs = np.concatenate([feats.reshape(E, -1), cluster], axis=1).astype(np.float32)
     return vis, mask, obs
 
 
-@pytest.mark.parametrize("mode,preemption,known", [("pick", False, False), ("pick", True, True),
-                                                    ("priority", True, False)])
-def test_observation_and_mask_equal_the_array_formulas(mode: str, preemption: bool, known: bool) -> None:
+def queue_features(eng: VectorEngine, vis: np.ndarray) -> np.ndarray:
+    """The pooled cluster features over all waiting jobs (``hidden`` .. ``queue_remaining_mean``)."""
+    c, K = eng.core, eng.K
+    w = c.s_status == WAITING
+    q = w.sum(axis=1)
+    nq = np.maximum(q, 1)
+    shown = np.take_along_axis(w, vis, axis=1).sum(axis=1)
+    gpus = np.log2(1 + c.s_gpus) / np.log2(1 + c.total_gpus)
+    waited = _squash(c.clock[:, None] - c.s_submit, 3600.0)
+    rem = _squash(c.s_work - c.s_done, 3600.0) if eng.cfg.known_durations else np.zeros(w.shape)
+    mean = lambda x: np.where(w, x, 0.0).sum(axis=1) / nq  # noqa: E731
+    top = lambda x: np.where(w, x, 0.0).max(axis=1)  # noqa: E731
+    return np.stack([_squash(q - shown, K), mean(gpus), top(gpus), mean(waited), top(waited),
+                     mean(_squash(c.s_attained, 3600.0)), mean(rem)], axis=1)
+
+
+@pytest.mark.parametrize("mode,preemption,known,order", [("pick", False, False, "arrival"),
+                                                          ("pick", True, True, "remaining"),
+                                                          ("priority", True, False, "arrival"),
+                                                          ("priority", True, False, "attained"),
+                                                          ("priority", True, True, "remaining")])
+def test_observation_and_mask_equal_the_array_formulas(mode: str, preemption: bool, known: bool, order: str) -> None:
     eng = VectorEngine(6, cluster="small", num_jobs=40, max_slots=8, action_mode=mode, preemption=preemption,
-                       known_durations=known, trace_jobs=400)
+                       known_durations=known, trace_jobs=400, visible_order=order,
+                       serve_hidden=mode == "priority" and order != "arrival")
     eng.seed(list(range(6)))
     eng.reset_envs(np.arange(6))
     rng = np.random.default_rng(0)
@@ -178,6 +220,8 @@ def test_observation_and_mask_equal_the_array_formulas(mode: str, preemption: bo
 def test_the_mask_kernel_lets_an_env_with_nothing_to_do_advance() -> None:
     status = np.full((1, 4), EMPTY)
     vis, mask = np.empty((1, 2), np.int64), np.empty((1, 3), bool)
+    zeros = np.zeros((1, 4))
     visible_and_mask(status, np.zeros((1, 4), np.int64), np.ones((1, 4), np.int64), np.zeros((1, 1), np.int64),
-                     np.zeros((1, 4), bool), np.array([INF]), 2, vis, mask)
+                     np.zeros((1, 4), bool), np.array([INF]), 2, 0, zeros, zeros, zeros, vis, mask,
+                     np.empty((1, 4), np.int64))
     assert mask.tolist() == [[False, False, True]] and vis.tolist() == [[0, 1]]

@@ -19,6 +19,12 @@ ALLOWED = {
     "leaderboard": {"traces", "envs", "baselines", "agents"},
 }
 PROJECT = set(ALLOWED)
+#: modules that may reach further than their package, and why
+EXCEPTIONS = {
+    # the protocol that judges agents runs the baselines and keeps their episodes in the
+    # leaderboard's checksummed cell cache (imported inside functions: no import cycle)
+    "agents/evaluation.py": {"baselines", "leaderboard"},
+}
 
 
 def project_imports(path: Path) -> set[str]:
@@ -39,8 +45,10 @@ def project_imports(path: Path) -> set[str]:
 def test_no_module_imports_a_higher_layer(package: str) -> None:
     files = sorted((ROOT / package).rglob("*.py"))
     assert files, f"package {package} has no modules"
-    bad = {f"{p.relative_to(ROOT)} imports {sorted(project_imports(p) - ALLOWED[package] - {package})}"
-           for p in files if project_imports(p) - ALLOWED[package] - {package}}
+    def beyond(p: Path) -> set[str]:
+        return project_imports(p) - ALLOWED[package] - {package} - EXCEPTIONS.get(p.relative_to(ROOT).as_posix(), set())
+
+    bad = {f"{p.relative_to(ROOT)} imports {sorted(beyond(p))}" for p in files if beyond(p)}
     assert not bad, "imports against the layering:\n" + "\n".join(sorted(bad))
 
 

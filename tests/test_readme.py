@@ -48,6 +48,8 @@ TINY_ARGS = {
 
 #: the test command of the README's set-up line, which CI (.ci/run) runs too
 TEST_COMMAND = ["python", "-m", "pytest"]
+#: the extras that the README's test set-up and CI install
+TEST_EXTRAS = ".[dev,ray]"
 
 
 def python_blocks() -> list[str]:
@@ -133,13 +135,13 @@ def test_setup_line_has_the_documented_form(words):
     pin = re.search(r'"torch[^"]*<=\s*([\d.]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
     assert steps[:3] == [["python3", "-m", "venv", ".venv"], [".", ".venv/bin/activate"],
                          ["pip", "install", f"torch=={pin}"]], line
-    assert steps[3][:3] == ["pip", "install", "-e"] and steps[3][3] in (".", ".[dev]"), line
+    assert steps[3][:3] == ["pip", "install", "-e"] and steps[3][3] in (".", TEST_EXTRAS), line
     final = steps[4:]
     assert len(final) == 1, line
     if final[0] == TEST_COMMAND:
-        assert steps[3][3] == ".[dev]", "the tests need the dev extras"
+        assert steps[3][3] == TEST_EXTRAS, "the tests need the dev extras (and the Ray extra, for tests/test_ray.py)"
         ci = (ROOT / ".ci" / "run").read_text()
-        assert shlex.join(TEST_COMMAND) in ci and f"pip install torch=={pin}" in ci and '".[dev]"' in ci
+        assert shlex.join(TEST_COMMAND) in ci and f"pip install torch=={pin}" in ci and f'"{TEST_EXTRAS}"' in ci
     else:
         run_command(final[0])
 

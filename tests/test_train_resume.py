@@ -53,11 +53,14 @@ def run(argv: list[str], stop_at: int | None = None) -> pd.DataFrame:
 
 
 def outputs(out: Path) -> dict:
-    """What a run leaves: the agent's parameters and steps, and its logs (no wall clock)."""
-    agent = load_agent(out / "agent").model
+    """What a run leaves: the last model's parameters and steps, the agent kept (the best on
+    validation), and its logs (no wall clock)."""
+    last, agent = load_agent(out / "agent_last").model, load_agent(out / "agent").model
     return {
-        "params": {k: v.clone() for k, v in agent.policy.state_dict().items()},
-        "num_timesteps": agent.num_timesteps,
+        "params": {k: v.clone() for k, v in last.policy.state_dict().items()},
+        "num_timesteps": last.num_timesteps,
+        "agent": {k: v.clone() for k, v in agent.policy.state_dict().items()},
+        "agent_timesteps": agent.num_timesteps,
         # SB3 orders the columns it adds by a set's order, which differs from process to process
         "progress": pd.read_csv(out / "progress.csv").drop(columns=WALL_CLOCK).sort_index(axis=1),
         "episodes": pd.read_csv(out / "episodes.csv"),
@@ -67,10 +70,11 @@ def outputs(out: Path) -> dict:
 
 
 def assert_same_run(a: dict, b: dict) -> None:
-    assert a["num_timesteps"] == b["num_timesteps"]
-    assert a["params"].keys() == b["params"].keys()
-    for k in a["params"]:
-        torch.testing.assert_close(a["params"][k], b["params"][k], rtol=0, atol=0, msg=k)
+    assert (a["num_timesteps"], a["agent_timesteps"]) == (b["num_timesteps"], b["agent_timesteps"])
+    for params in ("params", "agent"):
+        assert a[params].keys() == b[params].keys()
+        for k in a[params]:
+            torch.testing.assert_close(a[params][k], b[params][k], rtol=0, atol=0, msg=k)
     for name in ("progress", "episodes", "eval", "results"):
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
 
