@@ -519,8 +519,14 @@ class VectorEngine:
         return metrics.from_core(self.core, e, ids)
 
     def episode_metrics(self, e: int) -> dict[str, float]:
-        out = metrics.summarize_core(self.core, e)
-        out["invalid_actions"] = float(self.invalid[e])
-        out["steps"] = float(self.steps[e])
-        out["return"] = float(self.ep_return[e])
+        return self.episode_metrics_many(np.array([e]))[0]
+
+    def episode_metrics_many(self, envs: np.ndarray) -> list[dict[str, float]]:
+        """The episode metrics of each env in ``envs`` (:func:`envs.metrics.summarize_core_many`)
+        with the episode's invalid actions, steps and return."""
+        out = metrics.summarize_core_many(self.core, envs)
+        for e, m in zip(np.asarray(envs).tolist(), out, strict=True):
+            m["invalid_actions"] = float(self.invalid[e])
+            m["steps"] = float(self.steps[e])
+            m["return"] = float(self.ep_return[e])
         return out

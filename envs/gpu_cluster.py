@@ -303,10 +303,10 @@ class GpuClusterVectorEnv(VectorEnv):
             idx = np.flatnonzero(done)
             final_obs = np.empty(self.num_envs, dtype=object)
             final_info = np.empty(self.num_envs, dtype=object)
-            for i in idx:
+            for i, episode in zip(idx, eng.episode_metrics_many(idx), strict=True):
                 final_obs[i] = obs[i].copy()
                 info_i = {k: v[i] for k, v in final_infos.items() if not k.startswith("_")}
-                info_i["episode_metrics"] = eng.episode_metrics(int(i))
+                info_i["episode_metrics"] = episode
                 final_info[i] = info_i
             eng.reset_envs(idx)
             obs, mask = eng.observe()

@@ -61,13 +61,13 @@ class GpuClusterVecEnv(VecEnv):
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if done.any():
             idx = np.flatnonzero(done)
-            for i in idx:
+            for i, episode in zip(idx, eng.episode_metrics_many(idx), strict=True):
                 infos[i] = {
                     "terminal_observation": obs[i].copy(),
                     "TimeLimit.truncated": bool(trunc[i] and not term[i]),
                     "episode": {"r": float(eng.ep_return[i]), "l": int(eng.steps[i]),
                                 "t": round(time.time() - self._t0, 6)},
-                    "episode_metrics": eng.episode_metrics(int(i)),
+                    "episode_metrics": episode,
                 }
             eng.reset_envs(idx)
             obs, mask = eng.observe()
