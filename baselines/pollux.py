@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from numba import njit
 
 from baselines.base import EMPTY, RUNNING, WAITING, Baseline, BaselineKnobs
 from envs.policy import Allocation, ClusterView
@@ -69,26 +70,44 @@ def knapsack(costs: np.ndarray, sizes: np.ndarray, capacity: int) -> tuple[np.nd
     ``costs`` ``(J, C)`` (``inf``: not allowed), ``sizes`` ``(C,)`` or ``(J, C)`` non-negative
     integers (item 0 is usually "nothing", size 0). Returns the chosen item per group and the
     total cost (``inf`` when no choice fits). Dynamic programming over the capacity,
-    O(J x C x capacity).
+    O(J x C x capacity), compiled (:func:`_knapsack`); ties go to the first item.
     """
-    J = costs.shape[0]
-    sizes = np.broadcast_to(np.asarray(sizes, dtype=np.int64), costs.shape)
+    costs = np.ascontiguousarray(costs, dtype=np.float64)
+    sizes = np.ascontiguousarray(np.broadcast_to(np.asarray(sizes, dtype=np.int64), costs.shape))
+    return _knapsack(costs, sizes, int(capacity))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _knapsack(costs: np.ndarray, sizes: np.ndarray, capacity: int) -> tuple[np.ndarray, float]:
+    """:func:`knapsack`'s dynamic programme: ``best[g]`` is the least cost of the groups so far
+    within ``g`` GPUs; each group's choice at ``g`` is the first item of least cost (a NaN cost
+    wins, as ``argmin`` has it)."""
+    J, C = costs.shape
     best = np.zeros(capacity + 1)
+    new = np.empty(capacity + 1)
     choice = np.zeros((J, capacity + 1), dtype=np.int64)
-    g = np.arange(capacity + 1)
     for j in range(J):
-        prev = g[:, None] - sizes[j][None, :]  # (G+1, C)
-        ok = prev >= 0
-        cand = np.where(ok, best[np.maximum(prev, 0)] + costs[j][None, :], np.inf)
-        choice[j] = cand.argmin(axis=1)
-        best = cand[g, choice[j]]
+        for g in range(capacity + 1):
+            pick = 0
+            value = np.inf
+            first = True
+            for c in range(C):
+                prev = g - sizes[j, c]
+                v = best[prev] + costs[j, c] if prev >= 0 else np.inf
+                if v != v:
+                    pick, value = c, v
+                    break
+                if first or v < value:
+                    pick, value, first = c, v, False
+            choice[j, g] = pick
+            new[g] = value
+        best[:] = new
     picks = np.zeros(J, dtype=np.int64)
     cap = capacity
-    total = best[capacity]
     for j in range(J - 1, -1, -1):
         picks[j] = choice[j, cap]
-        cap -= int(sizes[j, picks[j]])
-    return picks, float(total)
+        cap = max(cap - sizes[j, picks[j]], 0)  # < 0 only when nothing fits (total inf)
+    return picks, best[capacity]
 
 
 class Pollux(Baseline):
@@ -135,15 +154,11 @@ class Pollux(Baseline):
         base = allowed_counts(node_size, min(total, int(view.max_gpus.max(initial=1))))
         # per slot: the allowed counts, plus the job's own request (a rigid gang has only that)
         counts = np.concatenate([np.broadcast_to(base, (E, S, len(base))), view.gpus[:, :, None]], axis=2)
-        C = counts.shape[2]
         # rate of every slot at every candidate count, averaged over GPU types (agnostic)
-        rate = np.zeros((E, S, C))
         cap_t = np.asarray(view.capacity, dtype=np.float64)
-        for c in range(C):
-            n = counts[:, :, c]
-            nodes = np.maximum(1, -(-n // node_size))
-            per_type = [view.rate_at(n, k, nodes=nodes, adaptive=True) for k in range(T)]
-            rate[:, :, c] = np.average(np.stack(per_type), axis=0, weights=cap_t)
+        nodes = np.maximum(1, -(-counts // node_size))
+        rate = np.average(np.stack([view.rate_at(counts, k, nodes=nodes, adaptive=True) for k in range(T)]),
+                          axis=0, weights=cap_t)
         n_jobs = np.maximum(active.sum(axis=1), 1)
         fair_n = np.minimum(-(-total // n_jobs), node_size)
         fair = np.average(np.stack([view.rate_at(fair_n[:, None], k, nodes=1, adaptive=True) for k in range(T)]),

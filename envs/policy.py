@@ -88,15 +88,30 @@ class ClusterView:
         would have on ``n`` GPUs of type index ``t`` (each broadcast to ``(E, S)``), placed on
         ``nodes`` nodes (default: the fewest that hold ``n``). ``adaptive`` asks for the
         goodput-optimal batch size of goodput-modelled jobs (:mod:`envs.goodput`); other jobs
-        ignore it. 0 where ``n`` is 0. This is the simulator's exact speed model (an oracle)."""
+        ignore it. 0 where ``n`` is 0. This is the simulator's exact speed model (an oracle).
+
+        Candidates in one call: arguments of shape ``(E, S, C)`` (or broadcastable to it, e.g.
+        ``n`` ``(E, S, C)`` with a scalar ``t``) give ``(E, S, C)`` rates, candidate ``c`` of
+        slot ``(e, s)`` equal to what a call with that candidate alone returns (the same
+        arithmetic element by element)."""
         core = self._core
         shape = core.s_job.shape
-        n = np.broadcast_to(np.asarray(n, dtype=np.int64), shape)
-        t = np.broadcast_to(np.asarray(t, dtype=np.int64), shape)
-        if nodes is None:
-            nodes = core.min_nodes(np.maximum(n, 1), t)
-        nodes = np.broadcast_to(np.asarray(nodes, dtype=np.int64), shape)
-        return core.slot_rate(n, t, nodes, np.broadcast_to(np.asarray(adaptive, dtype=bool), shape))
+        args = [np.asarray(n, dtype=np.int64), np.asarray(t, dtype=np.int64), np.asarray(adaptive, dtype=bool)]
+        if nodes is not None:
+            args.append(np.asarray(nodes, dtype=np.int64))
+        if max(a.ndim for a in args) <= 2:
+            n, t, adaptive = (np.broadcast_to(a, shape) for a in args[:3])
+            nodes = core.min_nodes(np.maximum(n, 1), t) if len(args) == 3 else np.broadcast_to(args[3], shape)
+            return core.slot_rate(n, t, nodes, adaptive)
+        # candidates: (E, S) arguments apply to every candidate of their slot
+        args = [a[..., None] if a.ndim in (1, 2) else a for a in args]
+        full = np.broadcast_shapes((*shape, 1), *(a.shape for a in args))
+        if len(full) != 3 or full[:2] != shape:
+            raise ValueError(f"rate_at: arguments must broadcast to (E, S) = {shape} or (E, S, C), got {full}")
+        n, t, adaptive = (np.broadcast_to(a, full).ravel() for a in args[:3])
+        nodes = core.min_nodes(np.maximum(n, 1), t) if len(args) == 3 else np.broadcast_to(args[3], full).ravel()
+        e, s = (np.broadcast_to(i[:, :, None], full).ravel() for i in np.indices(shape))
+        return core.slot_rate(n, t, nodes, adaptive, where=(e, s)).reshape(full)
 
     # jobs in slots
     job = property(lambda self: _ro(self._core.s_job))  # position in the env's workload, -1 empty

@@ -179,6 +179,56 @@ def test_knapsack_is_optimal_against_brute_force():
         assert sizes[picks].sum() <= cap and sum(costs[j, c] for j, c in enumerate(picks)) == pytest.approx(best)
 
 
+def _knapsack_numpy(costs, sizes, capacity):
+    """The knapsack's dynamic programme as array operations (the reference of the compiled one)."""
+    J = costs.shape[0]
+    sizes = np.broadcast_to(np.asarray(sizes, dtype=np.int64), costs.shape)
+    best, choice, g = np.zeros(capacity + 1), np.zeros((J, capacity + 1), dtype=np.int64), np.arange(capacity + 1)
+    for j in range(J):
+        prev = g[:, None] - sizes[j][None, :]
+        cand = np.where(prev >= 0, best[np.maximum(prev, 0)] + costs[j][None, :], np.inf)
+        choice[j] = cand.argmin(axis=1)
+        best = cand[g, choice[j]]
+    picks, cap = np.zeros(J, dtype=np.int64), capacity
+    for j in range(J - 1, -1, -1):
+        picks[j] = choice[j, cap]
+        cap -= int(sizes[j, picks[j]])
+    return picks, float(best[capacity])
+
+
+def test_compiled_knapsack_equals_the_array_programme_with_ties_and_nan():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        J, C, cap = int(rng.integers(1, 12)), int(rng.integers(1, 6)), int(rng.integers(0, 40))
+        costs = rng.integers(0, 4, (J, C)).astype(float)  # small integers: many ties
+        costs[rng.random(costs.shape) < 0.2] = np.inf
+        costs[rng.random(costs.shape) < 0.03] = np.nan
+        sizes = rng.integers(0, 9, (J, C))
+        sizes[:, 0] = 0  # item 0: nothing
+        got, want = knapsack(costs, sizes, cap), _knapsack_numpy(costs, sizes, cap)
+        assert got[0].tolist() == want[0].tolist()
+        assert got[1] == want[1] or (np.isnan(got[1]) and np.isnan(want[1]))
+
+
+def test_rate_at_with_candidates_equals_one_call_per_candidate(workload6):
+    core, _w = _core_with(workload6, list(range(6)))
+    for _ in range(6):
+        core.advance()
+    view = ClusterView(core)
+    counts = np.stack([np.full(core.s_job.shape, c) for c in (0, 1, 2, 3, 4, 8, 16)], axis=2)
+    nodes = np.maximum(1, -(-counts // 4)) + (counts % 3 == 0)
+    for adaptive in (False, True):
+        got = view.rate_at(counts, 0, nodes=nodes, adaptive=adaptive)
+        want = np.stack([view.rate_at(counts[:, :, c], 0, nodes=nodes[:, :, c], adaptive=adaptive)
+                         for c in range(counts.shape[2])], axis=2)
+        assert got.shape == counts.shape and (got == want).all() and (got > 0).any()
+        default = view.rate_at(counts, 0, adaptive=adaptive)  # fewest nodes per candidate
+        assert (default == np.stack([view.rate_at(counts[:, :, c], 0, adaptive=adaptive)
+                                     for c in range(counts.shape[2])], axis=2)).all()
+    with pytest.raises(ValueError, match="broadcast"):
+        view.rate_at(np.zeros((2, 3, 4, 5), dtype=np.int64), 0)
+
+
 def test_allowed_counts_pack_nodes():
     assert allowed_counts(4, 16).tolist() == [1, 2, 4, 8, 12, 16]
     assert allowed_counts(8, 24).tolist() == [1, 2, 4, 8, 16, 24]
