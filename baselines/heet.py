@@ -350,13 +350,14 @@ class Heet(Baseline):
         ok = consolidated(view, N)
         R = np.zeros((E, S, T, N + 1))
         node_cap = np.asarray(view.node_capacity)
+        n = np.arange(1, N + 1)[None, None, :]  # the candidate axis
         for k in range(T):
             biggest = int(node_cap[np.asarray(view.node_type) == k].max())
-            for n in range(1, N + 1):
-                r = view.rate_at(n, k)
-                if n > 1 and not ok[:, :, k, n].all():
-                    r = np.where(ok[:, :, k, n], r, view.rate_at(n, k, nodes=-(-n // biggest) + 1))
-                R[:, :, k, n] = r
+            r = view.rate_at(n, k)  # (E, S, N): every count at once
+            fits = ok[:, :, k, 1:] | (n == 1)
+            if not fits.all():
+                r = np.where(fits, r, view.rate_at(n, k, nodes=-(-n // biggest) + 1))
+            R[:, :, k, 1:] = r
         run = view.running & (view.rate > 0)
         if run.any():
             e, s = np.nonzero(run)

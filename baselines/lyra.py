@@ -238,27 +238,28 @@ class Lyra(Baseline):
             moved = started[rows, sl]  # a job that ran before pays the restart when it changes
             same_type = run[rows, sl] & (view.gpu_type[rows, sl] == k)
             cur = alloc[rows, sl]
-            cost = np.empty((E, G, K + 1))
             top = int(np.where(groups, base, 0).max()) + K
             fits = consolidated(view, top)[rows, sl, k, :]  # (E, G, top + 1)
             biggest = int(np.asarray(view.node_capacity)[np.asarray(view.node_type) == k].max())
-            now = view.rate[rows, sl]
-            for x in range(K + 1):
-                size = b + x
-                n_full = np.where(groups, base + x, 0)
-                rate = view.rate_at(n_full, k)[rows, sl]
-                # a gang that cannot sit on its fewest nodes with the GPUs free now is valued
-                # spread; a job that keeps its size keeps its placement and its current rate
-                spread = ~np.take_along_axis(fits, np.minimum(size, top)[:, :, None], axis=2)[:, :, 0] & (size > 1)
-                if spread.any():
-                    apart = view.rate_at(n_full, k, nodes=-(-n_full // biggest) + 1)[rows, sl]
-                    rate = np.where(spread, apart, rate)
-                rate = np.where(same_type & (cur == size) & (now > 0), now, rate)
-                with np.errstate(divide="ignore"):
-                    time = np.where(rate > 0, r / rate, np.inf)
-                change = moved & ~(same_type & (cur == size))
-                ok = valid & (size <= view.max_gpus[rows, sl])
-                cost[:, :, x] = np.where(ok, time + self.restart_penalty * change, np.inf)
+            now = view.rate[rows, sl][:, :, None]
+            # every candidate size b + x, x = 0..K, at once: (E, G, K + 1)
+            x = np.arange(K + 1)
+            size = b[:, :, None] + x
+            n_full = np.where(groups[:, :, None], base[:, :, None] + x, 0)
+            rate = view.rate_at(n_full, k)[rows, sl]
+            # a gang that cannot sit on its fewest nodes with the GPUs free now is valued
+            # spread; a job that keeps its size keeps its placement and its current rate
+            spread = ~np.take_along_axis(fits, np.minimum(size, top), axis=2) & (size > 1)
+            if spread.any():
+                apart = view.rate_at(n_full, k, nodes=-(-n_full // biggest) + 1)[rows, sl]
+                rate = np.where(spread, apart, rate)
+            keeps = same_type[:, :, None] & (cur[:, :, None] == size)
+            rate = np.where(keeps & (now > 0), now, rate)
+            with np.errstate(divide="ignore"):
+                time = np.where(rate > 0, r[:, :, None] / rate, np.inf)
+            change = moved[:, :, None] & ~keeps
+            ok = valid[:, :, None] & (size <= view.max_gpus[rows, sl][:, :, None])
+            cost = np.where(ok, time + self.restart_penalty * change, np.inf)
             with np.errstate(invalid="ignore"):
                 values = cost[:, :, :1] - cost
             values[:, :, 0] = 0.0
