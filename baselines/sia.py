@@ -83,6 +83,8 @@ and ``mip_rel_gap=1e-4`` (HiGHS).
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,7 +148,7 @@ def _undominated(job: np.ndarray, gpu_type: np.ndarray, gpus: np.ndarray, cost: 
 def solve_configs(score: np.ndarray, valid: np.ndarray, gpus: np.ndarray, gpu_type: np.ndarray,
                   capacity: np.ndarray, *, lambda_n: float, maximize: bool = False,
                   fixed: np.ndarray | None = None, time_limit: float = 10.0,
-                  mip_rel_gap: float = 1e-4) -> np.ndarray | None:
+                  mip_rel_gap: float = 1e-4, memo: SolveMemo | None = None) -> np.ndarray | None:
     """Sia's integer program for one cluster: pick at most one config per job.
 
     ``score`` ``(J, C)``: the fairness-powered goodput G' of job j on config c; ``valid``
@@ -155,7 +157,9 @@ def solve_configs(score: np.ndarray, valid: np.ndarray, gpus: np.ndarray, gpu_ty
     ``fixed`` ``(J,)``: a config the job must keep (-1: free). Minimises ``sum x G' + lambda_n
     (J - sum x)`` (``maximize``: maximises ``sum x G' - lambda_n (J - sum x)``) subject to one
     config per job and per-type capacity. Returns the chosen config per job (-1: none), or
-    ``None`` if the solver found no feasible solution in its time limit.
+    ``None`` if the solver found no feasible solution in its time limit. ``memo`` answers a
+    program identical to one solved before (same costs, matrix and bounds, byte for byte) without
+    the solver: rounds often pose the same program again while nothing but time has changed.
     """
     J = valid.shape[0]
     chosen = np.full(J, -1, dtype=np.int64)
@@ -193,15 +197,59 @@ def solve_configs(score: np.ndarray, valid: np.ndarray, gpus: np.ndarray, gpu_ty
     vals = np.concatenate([np.ones(len(j)), gpus[j, c].astype(np.float64)])
     A = csr_matrix((vals, (rows, cols)), shape=(J + T, len(j)))
     upper = np.concatenate([np.ones(J), np.asarray(capacity, dtype=np.float64)])
+    key = None
+    if memo is not None:
+        key = memo.key(j, c, cost, rows, vals, lb, upper, J, time_limit, mip_rel_gap)
+        if key in memo:
+            on = memo.get(key)
+            if on is None:
+                return None
+            chosen[j[on]] = c[on]
+            return chosen
     with quiet():
         res = milp(cost, integrality=np.ones(len(j)), bounds=Bounds(lb, np.ones(len(j))),
                    constraints=LinearConstraint(A, -np.inf, upper),
                    options={"time_limit": float(time_limit), "mip_rel_gap": float(mip_rel_gap), "disp": False})
-    if res.x is None:
+    on = None if res.x is None else res.x > 0.5
+    if memo is not None:
+        memo.put(key, on)
+    if on is None:
         return None
-    on = res.x > 0.5
     chosen[j[on]] = c[on]
     return chosen
+
+
+class SolveMemo:
+    """Solutions of :func:`solve_configs`' integer programs by their exact bytes, the
+    ``size`` most recent kept (least recently used dropped first)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._store: OrderedDict[bytes, np.ndarray | None] = OrderedDict()
+
+    @staticmethod
+    def key(*parts: object) -> bytes:
+        h = hashlib.blake2b(digest_size=20)
+        for p in parts:
+            a = np.asarray(p)
+            h.update(str((a.dtype.str, a.shape)).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.digest()
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._store
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def get(self, key: bytes) -> np.ndarray | None:
+        self._store.move_to_end(key)
+        return self._store[key]
+
+    def put(self, key: bytes, on: np.ndarray | None) -> None:
+        self._store[key] = on
+        if len(self._store) > self.size:
+            self._store.popitem(last=False)
 
 
 class Sia(Baseline):
@@ -249,6 +297,7 @@ class Sia(Baseline):
 
     def _derive(self) -> None:
         self.solve_failures = 0
+        self.memo = SolveMemo()
 
     def reset(self, view: ClusterView) -> None:
         T = len(view.capacity)
@@ -258,6 +307,7 @@ class Sia(Baseline):
         self.cfg_t, self.cfg_n, self.cfg_nodes = config_table(np.asarray(view.node_type), np.asarray(view.node_capacity), T)
         self.max_n = int(self.cfg_n.max(initial=1))
         self.solve_failures = 0
+        self.memo = SolveMemo()
 
     # ------------------------------------------------------------------ state
     def observe(self, view: ClusterView) -> np.ndarray:
@@ -331,9 +381,9 @@ class Sia(Baseline):
         # goodput of every config
         rate = np.zeros((E, S, C))
         adaptive = self.adaptive_batch
-        for c in range(Cs):
-            if valid[:, :, c].any():
-                rate[:, :, c] = view.rate_at(int(cn[c]), int(ct[c]), nodes=int(ck[c]), adaptive=adaptive)
+        if Cs:  # every standard config in one call (rates of invalid ones are never read)
+            rate[:, :, :Cs] = view.rate_at(cn[None, None, :], ct[None, None, :], nodes=ck[None, None, :],
+                                           adaptive=adaptive)
         for k in range(T):
             c = Cs + k
             if valid[:, :, c].any():
@@ -377,7 +427,7 @@ class Sia(Baseline):
             slots = slots[np.argsort(view.job[e, slots], kind="stable")]
             chosen = solve_configs(score[e, slots], valid[e, slots], gpus[e, slots], col_t, cap,
                                    lambda_n=self.lambda_n, maximize=self.p > 0, fixed=fixed[e, slots],
-                                   time_limit=self.time_limit, mip_rel_gap=self.mip_rel_gap)
+                                   time_limit=self.time_limit, mip_rel_gap=self.mip_rel_gap, memo=self.memo)
             if chosen is None:
                 self.solve_failures += 1
                 continue
