@@ -40,7 +40,7 @@ from envs.lowering import greedy_allocation, lower, rows, serve_order, take_in_o
 from envs.policy import Allocation, ClusterView, Policy, Priority
 
 __all__ = ["EMPTY", "RUNNING", "WAITING", "Baseline", "BaselineKnobs", "JobTable", "greedy_allocation", "lower", "order_scores", "rows",
-           "serve_order", "take_in_order"]
+           "serve_order", "settled", "take_in_order"]
 
 
 class JobTable:
@@ -200,6 +200,14 @@ class Baseline(Policy):
 
 
 # ---------------------------------------------------------------------------------- scoring
+def settled(view: ClusterView) -> np.ndarray:
+    """``(E,)`` envs where no job waits and every job is a rigid gang (``min_gpus == max_gpus``)
+    that runs: an allocation policy that never drops a running rigid gang it can keep (Pollux,
+    Sia) has nothing to change there, so it may skip the round's optimisation."""
+    st = view.status
+    return ~((st == WAITING) | ((st == RUNNING) & (view.min_gpus != view.max_gpus))).any(axis=1)
+
+
 def order_scores(view: ClusterView, keys: list[np.ndarray], valid: np.ndarray) -> np.ndarray:
     """Scores (higher first) that serve the ``valid`` slots in ascending lexicographic order of
     ``keys`` (first key most significant), ties to the earlier job; ``-inf`` elsewhere.

@@ -52,7 +52,7 @@ from typing import ClassVar
 import numpy as np
 from numba import njit
 
-from baselines.base import EMPTY, RUNNING, WAITING, Baseline, BaselineKnobs
+from baselines.base import EMPTY, RUNNING, WAITING, Baseline, BaselineKnobs, settled
 from envs.policy import Allocation, ClusterView
 
 _EPS = 1e-3
@@ -144,7 +144,9 @@ class Pollux(Baseline):
         st = view.status
         active = st != EMPTY
         idle = ~(st == RUNNING).any(axis=1) & (st == WAITING).any(axis=1)
-        due = np.asarray(view.at_round_boundary, dtype=bool) | idle
+        # a round where every job is a running rigid gang changes nothing: each keeps its GPUs (the
+        # cost of no GPUs, eps**p, exceeds any feasible allocation's), so the knapsack is skipped
+        due = (np.asarray(view.at_round_boundary, dtype=bool) & ~settled(view)) | idle
         if not (due & active.any(axis=1)).any():
             return None
         E, S = st.shape

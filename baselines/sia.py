@@ -91,7 +91,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_matrix
 
-from baselines.base import Baseline, BaselineKnobs
+from baselines.base import Baseline, BaselineKnobs, settled
 from baselines.solver_output import quiet
 from envs.policy import Allocation, ClusterView
 
@@ -412,7 +412,10 @@ class Sia(Baseline):
         active = view.status != 0
         run = view.running
         waiting = view.waiting
-        need = np.asarray(view.at_round_boundary, dtype=bool) & active.any(axis=1)
+        # on one GPU type, every job a running rigid gang: each has one config, placing it costs
+        # less than lambda_n (G' <= 1), so the program keeps them all; the round is skipped
+        quiet = settled(view) if len(view.capacity) == 1 else np.zeros(len(active), dtype=bool)
+        need = np.asarray(view.at_round_boundary, dtype=bool) & active.any(axis=1) & ~quiet
         need |= waiting.any(axis=1) & ~run.any(axis=1)
         if not need.any():
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import envs
@@ -317,3 +318,28 @@ def test_pollux_schedules_rigid_plain_jobs():
     res = envs.simulate(trace, clusters.homogeneous(2, 4), Pollux())
     assert res.metrics["unfinished"] == 0
     assert (res.jobs["gpus_last"] == res.jobs["num_gpus"]).all()
+
+
+@pytest.mark.parametrize("name", ["pollux", "sia"])
+def test_skipping_settled_rounds_changes_nothing(name, monkeypatch):
+    """Pollux and Sia skip their optimisation in rounds where every job is a running rigid gang
+    (``baselines.base.settled``); running it anyway must give the same schedule."""
+    import importlib
+
+    from baselines import get
+    from traces import synthetic
+
+    spec = clusters.get("tiny")
+    trace = synthetic(40, load=1.5, cluster=spec, seed=3)
+    skipped = envs.simulate(trace, spec, get(name), known_durations=True, seed=0)
+    module = importlib.import_module(f"baselines.{name}")
+    real, settled_rounds = module.settled, []
+
+    def never(view):
+        settled_rounds.append(bool(real(view).any()))
+        return np.zeros(view.num_envs, dtype=bool)
+
+    monkeypatch.setattr(module, "settled", never)
+    full = envs.simulate(trace, spec, get(name), known_durations=True, seed=0)
+    assert sum(settled_rounds) > 10, "the window has too few settled rounds to exercise the skip"
+    pd.testing.assert_frame_equal(skipped.jobs, full.jobs)
