@@ -63,7 +63,17 @@ class ClusterView:
         them)."""
         core = self._core
         shared = (core.cluster, core.goodput, core.placer)  # read-only: shared, not copied
-        return copy.deepcopy(core, {id(x): x for x in shared if x is not None})
+        memo: dict[int, object] = {id(x): x for x in shared if x is not None}
+        twin = copy.copy(core)
+        # what copy.deepcopy(core, memo) does, without its per-object dispatch for the arrays
+        for name, value in vars(core).items():
+            if id(value) in memo:
+                twin.__dict__[name] = memo[id(value)]
+            elif isinstance(value, np.ndarray):
+                twin.__dict__[name] = memo[id(value)] = value.copy()
+            elif not isinstance(value, (bool, int, float, str, type(None))):
+                twin.__dict__[name] = copy.deepcopy(value, memo)
+        return twin
 
     # cluster
     num_envs = property(lambda self: self._core.E)

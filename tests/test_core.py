@@ -210,3 +210,32 @@ def test_rho_is_one_for_a_job_alone_and_grows_with_contention():
     res = simulate(table([(0.0, 100.0, 8, "lm"), (0.0, 100.0, 8, "lm")]), "tiny", OldestFirst())
     assert res.jobs["rho"][1] == pytest.approx(200.0 / 150.0)
     assert res.metrics["unfair_fraction"] == pytest.approx(0.5)
+
+
+def test_what_if_is_an_independent_copy_of_the_whole_state():
+    from envs.core import WAITING
+    from envs.policy import ClusterView
+
+    spec = clusters.get("tiny")
+    w = make_workload(synthetic(30, load=2.0, cluster=spec, seed=0), spec)
+    core = ClusterCore(spec, 2, restart_overhead=30.0)
+    core.load(np.array([0, 1]), [w, w])
+    for _ in range(5):
+        core.advance()
+        core.greedy(np.where(core.s_status == WAITING, 1.0, -np.inf))
+    before = {k: v.copy() for k, v in vars(core).items() if isinstance(v, np.ndarray)}
+    twin = ClusterView(core).what_if()
+    for name, value in vars(core).items():
+        other = vars(twin)[name]
+        if isinstance(value, np.ndarray):
+            assert np.array_equal(value, other, equal_nan=value.dtype.kind == "f"), name
+            assert value.size == 0 or not np.shares_memory(value, other), name
+        else:
+            assert type(other) is type(value), name
+    assert twin.cluster is core.cluster and twin.placer is core.placer  # read-only parts are shared
+    for _ in range(10):
+        twin.advance()
+        twin.greedy(np.where(twin.s_status == WAITING, 1.0, -np.inf))
+    assert not np.array_equal(twin.clock, core.clock)
+    for name, value in before.items():
+        assert np.array_equal(vars(core)[name], value, equal_nan=value.dtype.kind == "f"), name
