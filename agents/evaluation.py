@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from envs.policy import Policy
 from traces import window as trace_window
 from traces.clusters import ClusterSpec
 
@@ -263,6 +264,25 @@ def run_episodes(windows: WindowSet, seeds: Sequence[int], run: Callable[[pd.Dat
     return PolicyRuns(avg, jcts)
 
 
+def run_policy(windows: WindowSet, seeds: Sequence[int], spec: ClusterSpec, make_policy: Callable[[], Policy],
+               known_durations: bool, *, batch: int = 64) -> PolicyRuns:
+    """A policy (a fresh ``make_policy()`` per batch) on every window and seed of ``windows``,
+    ``batch`` episodes stepped together by :func:`envs.simulate_many`: a neural policy then
+    scores every episode's jobs in one forward pass per step. Seeds that cannot matter are
+    simulated once."""
+    from envs.simulate import simulate_many
+
+    pairs = [(w, seed) for w, win in enumerate(windows.windows) for seed in dict.fromkeys(effective_seeds(win, seeds))]
+    results: dict[tuple[int, int], dict] = {}
+    for i in range(0, len(pairs), batch):
+        chunk = pairs[i:i + batch]
+        runs = simulate_many([windows.windows[w] for w, _ in chunk], spec, make_policy(),
+                             known_durations=known_durations, seeds=[seed for _, seed in chunk])
+        results.update({key: episode_result(r) for key, r in zip(chunk, runs, strict=True)})
+    index = {id(w): i for i, w in enumerate(windows.windows)}
+    return run_episodes(windows, seeds, lambda win, seed: results[index[id(win)], seed])
+
+
 # ------------------------------------------------------------------------------------ cache
 def default_cache_dir() -> Path:
     """``$CLUSTERGYM_BASELINE_CACHE`` if set, else ``~/.cache/clustergym/baselines``."""
@@ -345,12 +365,24 @@ class EpisodeCache:
 def simulate_baseline(window: pd.DataFrame, spec: ClusterSpec, policy: str, known_durations: bool, seed: int) -> dict:
     """One baseline episode through ``envs.simulate`` (what :func:`evaluate_baselines` caches),
     with the CPU seconds it took (kept in the cache file, for cost accounting)."""
+    return simulate_baselines([window], spec, policy, known_durations, [seed])[0]
+
+
+def simulate_baselines(windows: Sequence[pd.DataFrame], spec: ClusterSpec, policy: str, known_durations: bool,
+                       seeds: Sequence[int]) -> list[dict]:
+    """Baseline episodes ``(windows[i], seeds[i])`` stepped together (:func:`envs.simulate_many`:
+    each the same as its own ``envs.simulate``), each with an equal share of the CPU seconds."""
     import baselines
-    from envs import simulate
+    from envs.simulate import simulate_many
 
     cpu = time.process_time()
-    result = episode_result(simulate(window, spec, baselines.get(policy), known_durations=known_durations, seed=seed))
-    return {**result, "cpu_seconds": time.process_time() - cpu}
+    runs = simulate_many(list(windows), spec, baselines.get(policy), known_durations=known_durations, seeds=list(seeds))
+    share = (time.process_time() - cpu) / len(runs)
+    return [{**episode_result(r), "cpu_seconds": share} for r in runs]
+
+
+#: baseline episodes of one policy stepped together in one task (:class:`BaselineJob`)
+BATCH = 16
 
 
 def _init_worker() -> None:
@@ -358,8 +390,8 @@ def _init_worker() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _task(args: tuple) -> dict:
-    return simulate_baseline(*args)
+def _task(args: tuple) -> list[dict]:
+    return simulate_baselines(*args)
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor | None:
@@ -398,20 +430,31 @@ class BaselineJob:
                         self.todo[name, w, seed] = (win, spec, name, self.oracle[name], seed)
         #: episodes read from the cache, and to compute
         self.cached, self.computed = len(self.results), len(self.todo)
-        self.futures: dict[tuple[str, int, int], Future] = {}
+        # the missing episodes of each policy, in batches of at most BATCH stepped together
+        self.batches: list[list[tuple[str, int, int]]] = []
+        for name in self.names:
+            keys = [k for k in self.todo if k[0] == name]
+            self.batches += [keys[i:i + BATCH] for i in range(0, len(keys), BATCH)]
+        self.futures: dict[int, Future] = {}
         if executor is not None:
-            self.futures = {k: executor.submit(_task, a) for k, a in self.todo.items()}
+            self.futures = {b: executor.submit(_task, self._batch_args(keys)) for b, keys in enumerate(self.batches)}
+
+    def _batch_args(self, keys: list[tuple[str, int, int]]) -> tuple:
+        args = [self.todo[k] for k in keys]
+        _win, spec, name, known, _seed = args[0]
+        return [a[0] for a in args], spec, name, known, [a[4] for a in args]
 
     def result(self) -> dict[str, PolicyRuns]:
         """Every baseline's :class:`PolicyRuns` (waits for the episodes, caches the new ones)."""
         try:
-            for k, args in self.todo.items():
-                r = self.futures[k].result() if k in self.futures else _task(args)
-                self.cache.put(self.definitions[k], r)
-                self.results[k] = r
+            for b, keys in enumerate(self.batches):
+                runs = self.futures[b].result() if b in self.futures else _task(self._batch_args(keys))
+                for k, r in zip(keys, runs, strict=True):
+                    self.cache.put(self.definitions[k], r)
+                    self.results[k] = r
         finally:
             self.cancel()
-        self.todo = {}
+        self.todo, self.batches = {}, []
         index = {id(w): i for i, w in enumerate(self.windows.windows)}
         return {name: run_episodes(self.windows, self.seeds, lambda win, seed, name=name:
                                    self.results[name, index[id(win)], seed]) for name in self.names}

@@ -3,7 +3,7 @@
 from envs.config import SimConfig
 from envs.core import AllocationError, ClusterCore
 from envs.policy import Allocation, ClusterView, Policy, Priority
-from envs.simulate import SimulationResult, simulate
+from envs.simulate import SimulationResult, simulate, simulate_many
 from envs.workload import Workload, make_workload
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Workload",
     "make_workload",
     "simulate",
+    "simulate_many",
 ]
 
 from gymnasium.envs.registration import register, registry

@@ -1,10 +1,12 @@
-"""Whole-trace replay: :func:`simulate` runs one trace under one policy on the core API."""
+"""Whole-trace replay: :func:`simulate` runs one trace under one policy on the core API;
+:func:`simulate_many` runs many traces as the envs of one core, one decision for all per step."""
 
 from __future__ import annotations
 
 import importlib
 import numbers
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,45 +74,91 @@ def simulate(
     round boundary). Raises ``RuntimeError`` if the policy leaves jobs waiting on an idle
     cluster with nothing left to happen (a deadlock) rather than looping forever.
     """
+    return simulate_many([trace], cluster, policy, sim=sim, known_durations=known_durations, seeds=[seed],
+                         progress=progress, **settings)[0]
+
+
+def simulate_many(
+    traces: Sequence[pd.DataFrame],
+    cluster: str | ClusterSpec,
+    policy: Policy | str,
+    *,
+    sim: SimConfig | None = None,
+    known_durations: bool = True,
+    seeds: Sequence[int] | int = 0,
+    progress: bool = False,
+    **settings: Any,
+) -> list[SimulationResult]:
+    """:func:`simulate` of each trace of ``traces`` (with the seed of the same position in
+    ``seeds``, or one seed for all), as the envs of one core stepped together: one decision of
+    ``policy`` per step serves every env (policies are vectorised over envs), so many short
+    episodes cost about as many decisions as the longest one. Each env's jobs, events and metrics
+    are its own; ``wall_time`` is the whole batch's. Finished envs wait (they are not advanced).
+
+    Equal to one :func:`simulate` per trace wherever the policy's decision for an env depends only
+    on that env (every baseline's; a neural policy evaluated on a batch may round its last bits
+    differently from one evaluated on a single row).
+    """
     sim = SimConfig.of(sim, **settings)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"simulate: seed must be an integer >= 0, got {seed!r}")
+    traces = list(traces)
+    if not traces:
+        raise ValueError("simulate_many: no traces given")
+    seeds = [seeds] * len(traces) if isinstance(seeds, numbers.Integral) else list(seeds)
+    if len(seeds) != len(traces):
+        raise ValueError(f"simulate_many: {len(traces)} traces but {len(seeds)} seeds")
+    for seed in seeds:
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"simulate: seed must be an integer >= 0, got {seed!r}")
     if isinstance(policy, str):
         policy = policy_by_name(policy)
     spec = clusters.get(cluster)
-    trace, dropped = drop_oversize(trace, spec, goodput=sim.goodput)
-    workload = make_workload(trace, spec, seed=seed, elastic_fraction=sim.elastic_fraction, goodput=sim.goodput,
-                             restart=sim.restart, dynamic_fraction=sim.dynamic_fraction)
+    workloads, dropped = [], []
+    for trace, seed in zip(traces, seeds, strict=True):
+        trace, d = drop_oversize(trace, spec, goodput=sim.goodput)
+        dropped.append(d)
+        workloads.append(make_workload(trace, spec, seed=seed, elastic_fraction=sim.elastic_fraction,
+                                       goodput=sim.goodput, restart=sim.restart, dynamic_fraction=sim.dynamic_fraction))
     if sim.round_length is None:
         sim = sim.replace(round_length=policy.round_length)
-    core = ClusterCore(spec, 1, sim=sim)
+    E = len(workloads)
+    core = ClusterCore(spec, E, sim=sim)
     view = ClusterView(core, known_durations=known_durations)
     policy.reset(view)
-    core.load(np.array([0]), [workload])
+    core.load(np.arange(E), workloads)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=workload.num_jobs, desc=f"simulate {getattr(policy, 'name', 'policy')}", unit="job")
-    events = 0
+        bar = tqdm(total=sum(w.num_jobs for w in workloads), desc=f"simulate {getattr(policy, 'name', 'policy')}",
+                   unit="job")
+    events = np.zeros(E, dtype=np.int64)
     start = time.perf_counter()
-    while not core.done[0]:
+    live = ~core.done
+    while live.any():
         policy.prepare(view)
         execute(core, policy.decide(view))
-        if not np.isfinite(core.next_event()[0]):
+        stuck = live & ~np.isfinite(core.next_event())
+        if stuck.any():
+            e = int(np.flatnonzero(stuck)[0])
+            where = f" (trace {e})" if E > 1 else ""
             raise RuntimeError(
-                f"policy {getattr(policy, 'name', policy)!r} left {int(core.n_active[0])} job(s) waiting "
-                f"on an idle cluster at t={core.clock[0]:.1f}s with no future event (deadlock)"
+                f"policy {getattr(policy, 'name', policy)!r} left {int(core.n_active[e])} job(s) waiting "
+                f"on an idle cluster at t={core.clock[e]:.1f}s with no future event (deadlock){where}"
             )
-        stats = core.advance()
-        view.at_round_boundary = stats.round_hit
-        events += 1
-        if bar is not None and stats.completed[0]:
-            bar.update(int(stats.completed[0]))
+        stats = core.advance(live)
+        view.at_round_boundary = stats.round_hit & live
+        events += live
+        if bar is not None and stats.completed.any():
+            bar.update(int(stats.completed[live].sum()))
+        live = ~core.done
     wall = time.perf_counter() - start
     if bar is not None:
         bar.close()
-    jobs = metrics.from_core(core, 0, workload.job_id)
-    summary = metrics.summarize(jobs, spec.num_gpus)
-    return SimulationResult(jobs, summary, events, wall, {"policy": getattr(policy, "name", str(policy)), "cluster": spec.name,
-                                                     "dropped_jobs": dropped})
+    out = []
+    for e, workload in enumerate(workloads):
+        jobs = metrics.from_core(core, e, workload.job_id)
+        summary = metrics.summarize(jobs, spec.num_gpus)
+        out.append(SimulationResult(jobs, summary, int(events[e]), wall,
+                                    {"policy": getattr(policy, "name", str(policy)), "cluster": spec.name,
+                                     "dropped_jobs": dropped[e]}))
+    return out

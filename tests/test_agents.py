@@ -17,7 +17,7 @@ import train
 from agents import AgentPolicy, load_agent, make_model, save_agent
 from envs import EnvConfig, GpuClusterEnv, simulate
 from envs.sb3 import GpuClusterVecEnv
-from traces import synthetic
+from traces import clusters, synthetic
 
 torch.set_num_threads(1)
 TINY = ["--trace-jobs", "1500", "--num-jobs", "16", "--max-slots", "8", "--num-envs", "4", "--n-steps", "32",
@@ -103,6 +103,23 @@ def test_agent_adapter_runs_in_simulate(trained):
     assert (res.jobs["first_start"] >= res.jobs["submit"]).all()
     with pytest.raises(ValueError, match="durations"):
         simulate(trace, "tiny", AgentPolicy(out / "agent"), known_durations=False)
+
+
+def test_agent_episodes_stepped_together_equal_one_by_one(trained):
+    """train.py judges the agent with run_policy (every episode in one core, one forward pass
+    per step): the same schedules as simulating each episode alone."""
+    from agents.evaluation import WindowSet, episode_result, run_episodes, run_policy
+
+    out, _ = trained
+    agent = load_agent(out / "agent")
+    wins = [synthetic(30, load=1.5, cluster="tiny", seed=s) for s in range(3)]
+    windows = WindowSet("test", 30, wins, [0, 1, 2], 3, 0, 0.0)
+    alone = run_episodes(windows, [0, 1], lambda w, seed: episode_result(
+        simulate(w, "tiny", AgentPolicy(agent), known_durations=True, seed=seed)))
+    together = run_policy(windows, [0, 1], clusters.get("tiny"), lambda: AgentPolicy(agent), True, batch=4)
+    np.testing.assert_array_equal(together.avg_jct, alone.avg_jct)
+    for a, b in zip(together.jcts, alone.jcts, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_resume_continues_where_it_stopped(tmp_path):

@@ -239,3 +239,22 @@ def test_train_py_keeps_the_best_validation_checkpoint(tmp_path):
     assert set(rows["split"]) == {"validation"} and list(rows["agent_avg_jct"]) == [7, 6, 6.5, 6, 4]
     assert train.best_logged(tmp_path / "eval.csv") == (50, 4.0)
     assert train.TrainingMonitor(args, tmp_path, None, None, None).best == (50, 4.0)
+
+
+def test_simulate_many_equals_one_simulate_per_trace_for_every_baseline():
+    """Episodes stepped together as the envs of one core (what BaselineJob and run_policy use)
+    give every job the same start, finish and restarts as each episode simulated alone."""
+    import baselines
+    from envs import simulate_many
+
+    traces = [synthetic(14, load=2.0, cluster=SPEC, seed=s, duration_range=(60, 6 * 3600)) for s in range(3)]
+    seeds = [0, 1, 0]
+    for name in baselines.names():
+        known = bool(baselines.get(name).needs_durations)
+        many = simulate_many(traces, SPEC, baselines.get(name), known_durations=known, seeds=seeds)
+        for trace, seed, got in zip(traces, seeds, many, strict=True):
+            alone = simulate(trace, SPEC, baselines.get(name), known_durations=known, seed=seed)
+            pd.testing.assert_frame_equal(got.jobs, alone.jobs, obj=f"{name}, seed {seed}")
+            assert got.events == alone.events and got.metrics == alone.metrics, name
+    with pytest.raises(ValueError, match="2 traces but 1 seeds"):
+        simulate_many(traces[:2], SPEC, "fifo", seeds=[0])
