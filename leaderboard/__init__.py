@@ -11,6 +11,10 @@ of every cell, every job's results, and plots; the same suite and seeds give byt
     python -m leaderboard list
     python -m leaderboard run SUITE [--policies P ...] [--agent PATH ...] [--out DIR] [--jobs N]
                                     [--workers N] [--fresh]
+    python -m leaderboard reproduce [--scale small|full] [--rows NAME ...] [--agent DIR]
+
+``reproduce`` (:mod:`leaderboard.reproduce`) reruns every paper's headline comparison in its own
+setting and writes ``REPRODUCTION.md`` and ``reproduction.csv``.
 
 From Python: ``leaderboard.run(leaderboard.load_suite("synthetic"), workers=2)``.
 """

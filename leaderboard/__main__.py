@@ -38,7 +38,54 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --backend ray: CPUs Ray reserves for each cell (default: 1)")
     r.add_argument("--fresh", action="store_true", help="recompute every cell, ignoring the cache")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from leaderboard.reproduce import DEFAULT_OUT, SCALES, row_names
+
+    p = sub.add_parser("reproduce", help="rerun every paper's headline claim in its own setting; write "
+                                         "REPRODUCTION.md and reproduction.csv")
+    p.add_argument("--scale", choices=SCALES, default="full",
+                   help="small: tiny workloads, seconds per row (a smoke run); full: the settings of the claims' "
+                        "tests, about 20 minutes of CPU in all (default: full)")
+    p.add_argument("--rows", nargs="+", metavar="NAME", choices=row_names(),
+                   help=f"rows to run (default: all): {', '.join(row_names())}")
+    p.add_argument("--agent", metavar="DIR",
+                   help="a saved agent (the agent/ folder of a train.py run) for the learned-agent row; "
+                        "without it that row says it was not run")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help=f"output folder for REPRODUCTION.md and reproduction.csv (default: {DEFAULT_OUT}/)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="rows run in parallel processes (default: min(2, CPUs))")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from leaderboard import reproduce
+    from leaderboard.runner import default_workers
+
+    if args.workers is not None and args.workers < 1:
+        print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+        return 2
+    if args.agent is not None and not (Path(args.agent) / "agent.json").is_file():
+        print(f"error: --agent {args.agent}: not an agent folder (expected agent.json and model.zip; "
+              "give the agent/ folder of a train.py run)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _interrupt)
+    workers = default_workers() if args.workers is None else args.workers
+    try:
+        results = reproduce.reproduce(args.scale, rows=args.rows, agent=args.agent, workers=workers,
+                                      progress=not args.no_progress, suite_out=args.out / "suites")
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing written (the blox row's suite cells are cached under "
+              f"{args.out / 'suites'})", file=sys.stderr)
+        return 130
+    files = reproduce.write(results, args.scale, args.out, agent=args.agent)
+    for res in results:
+        if res.error:
+            print(f"{res.name}: {res.error}")
+        for m in res.measures:
+            print(f"{res.name}: {m.label}: {reproduce.fmt_ours(m)} (paper: {reproduce.fmt_paper(m)}): {m.verdict}")
+    print(f"report: {files[0]}")
+    return 0
 
 
 def _list() -> int:
@@ -91,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "list":
         return _list()
+    if args.command == "reproduce":
+        return _reproduce(args)
     from leaderboard.runner import run
 
     try:

@@ -197,7 +197,8 @@ def markdown(suite: Suite, specs: list[PolicySpec], cells: list[Cell], df: pd.Da
                          + err.replace("\n", " "))
         lines.append("")
     lines += ["Files: `cells.csv` (every cell, every metric), `jobs.csv.gz` (every job of every cell), "
-              "`jct_cdf_*.png`, `avg_jct_vs_fifo.png`; `timing.csv` holds wall times (not reproducible).", ""]
+              "`jct_cdf_*.png` and `avg_jct_vs_fifo.png` (each also as `.svg` and `.pdf`); `timing.csv` holds wall "
+              "times (not reproducible).", ""]
     return "\n".join(lines)
 
 
@@ -276,70 +277,170 @@ def _plt():
     return plt
 
 
-def _colors(order: list[str]) -> dict[str, tuple]:
-    plt = _plt()
-    cmap = plt.get_cmap("tab10" if len(order) <= 10 else "tab20")
-    return {p: cmap(i % cmap.N) for i, p in enumerate(order)}
+#: matplotlib settings of every plot: fonts readable at one column width (3.5 in) of a paper,
+#: and SVG/PDF files without dates or random ids (byte-identical reruns)
+STYLE = {"font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+         "legend.fontsize": 7, "axes.linewidth": 0.6, "grid.linewidth": 0.5, "svg.hashsalt": "clustergym",
+         "svg.fonttype": "none", "pdf.fonttype": 42}
+#: one figure column of a two-column paper, in inches
+COLUMN_WIDTH = 3.5
+#: the formats every plot is written in, beside each other (same stem)
+PLOT_FORMATS = ("png", "svg", "pdf")
+_METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
+             "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}
+#: highlight colours (Okabe-Ito, distinguishable with colour-blindness); the rest are grey
+ROLE_COLORS = {"reference": "#000000", "best non-oracle": "#0072B2", "best oracle": "#D55E00",
+               "agent": "#009E73"}
+AGENT_COLORS = ("#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+OTHER_COLOR = "#B0B0B0"
 
 
-def plot_cdf(jobs: pd.DataFrame, load: str, order: list[str], path: Path, title: str) -> Path:
-    """JCT CDF per policy at one load, pooling every job of every run."""
+def _save(fig, path: Path) -> list[Path]:
+    """``path`` (PNG) and its SVG and PDF twins, without timestamps."""
+    out = []
+    for ext in PLOT_FORMATS:
+        target = path.with_suffix(f".{ext}")
+        fig.savefig(target, format=ext, metadata=_METADATA[ext], dpi=200 if ext == "png" else None)
+        out.append(target)
+    return out
+
+
+def highlights(agg: pd.DataFrame, load: str, order: list[str], agents: list[str] = ()) -> dict[str, tuple[str, str]]:
+    """The policies a plot highlights at ``load``, ``{policy: (role, colour)}``: FIFO (the
+    reference), the best non-oracle and the best oracle baseline by mean average JCT vs FIFO,
+    and every agent; the others are drawn grey."""
+    out: dict[str, tuple[str, str]] = {}
+    if "fifo" in order:
+        out["fifo"] = ("reference", ROLE_COLORS["reference"])
+    sub = ranked(agg, load) if len(agg) else agg
+    baselines_only = sub[~sub["policy"].isin(list(agents)) & (sub["policy"] != "fifo")] if len(sub) else sub
+    for role, oracle in (("best non-oracle", False), ("best oracle", True)):
+        cand = baselines_only[baselines_only["oracle"] == oracle] if len(baselines_only) else baselines_only
+        cand = cand[np.isfinite(cand["avg_jct_vs_fifo"].to_numpy(np.float64))] if len(cand) else cand
+        if len(cand):
+            out[str(cand["policy"].iloc[0])] = (role, ROLE_COLORS[role])
+    for i, a in enumerate(x for x in order if x in agents):
+        out[a] = ("agent", AGENT_COLORS[i % len(AGENT_COLORS)])
+    return out
+
+
+def _colors(order: list[str], highlight: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """A colour per policy: the highlighted ones' own, grey for the rest."""
+    return {p: highlight[p][1] if p in highlight else OTHER_COLOR for p in order}
+
+
+def cdf_figure(jobs: pd.DataFrame, load: str, order: list[str], title: str,
+               highlight: dict[str, tuple[str, str]] | None = None):
+    """The figure of :func:`plot_cdf` (call inside ``plt.rc_context(STYLE)``); returns it open."""
     plt = _plt()
-    colors = _colors(order)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    highlight = highlight if highlight is not None else {p: ("", c) for p, c in zip(order, AGENT_COLORS, strict=False)}
+    colors = _colors(order, highlight)
     sub = jobs[jobs["load"] == load]
-    for p in order:
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.6))
+    grey_drawn = False
+    for p in sorted(order, key=lambda p: p in highlight):  # grey first, highlights on top
         jct = np.sort(sub.loc[sub["policy"] == p, "jct"].dropna().to_numpy(np.float64))
         if len(jct) == 0:
             continue
         y = np.arange(1, len(jct) + 1) / len(jct)
-        ax.step(np.maximum(jct, 1e-3), y, where="post", label=p, color=colors[p], linewidth=1.4)
+        if p in highlight:
+            role = highlight[p][0]
+            ax.step(np.maximum(jct, 1e-3), y, where="post", color=colors[p], linewidth=1.3, zorder=3,
+                    label=f"{p} ({role})" if role else p)
+        else:
+            ax.step(np.maximum(jct, 1e-3), y, where="post", color=colors[p], linewidth=0.6, alpha=0.8, zorder=2,
+                    label=None if grey_drawn else "other policies")
+            grey_drawn = True
     ax.set_xscale("log")
     ax.set_xlabel("job completion time (s, log scale)")
     ax.set_ylabel("fraction of jobs")
-    ax.set_ylim(0, 1.005)
+    ax.set_ylim(0, 1.01)
     ax.grid(True, which="major", alpha=0.3)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return path
+    ax.set_title(title)
+    handles, labels = ax.get_legend_handles_labels()
+    rank = {p: i for i, p in enumerate(order)}
+    pairs = sorted(zip(handles, labels, strict=True),
+                   key=lambda hl: (hl[1] == "other policies", rank.get(hl[1].split(" (")[0], 0)))
+    if pairs:  # lower right: a CDF of JCTs is high there, so that corner holds no data
+        ax.legend([h for h, _ in pairs], [lab for _, lab in pairs], loc="lower right", frameon=True,
+                  framealpha=0.9, edgecolor="none", handlelength=1.5, borderaxespad=0.3)
+    fig.tight_layout(pad=0.3)
+    return fig
 
 
-def plot_bars(agg: pd.DataFrame, order: list[str], path: Path, title: str) -> Path:
-    """Mean normalised average JCT (vs FIFO) per policy, one bar per load, 95% CI whiskers."""
+def plot_cdf(jobs: pd.DataFrame, load: str, order: list[str], path: Path, title: str,
+             highlight: dict[str, tuple[str, str]] | None = None) -> list[Path]:
+    """JCT CDF per policy at one load, pooling every job of every run; the ``highlight``
+    policies in colour (legend: name and role), every other policy as a thin grey line. Written
+    as PNG, SVG and PDF, one column wide."""
     plt = _plt()
+    with plt.rc_context(STYLE):
+        fig = cdf_figure(jobs, load, order, title, highlight)
+        files = _save(fig, path)
+        plt.close(fig)
+    return files
+
+
+def bars_figure(agg: pd.DataFrame, order: list[str], title: str,
+                highlight: dict[str, tuple[str, str]] | None = None):
+    """The figure of :func:`plot_bars` (call inside ``plt.rc_context(STYLE)``); returns it open."""
+    plt = _plt()
+    highlight = highlight or {}
     loads = list(dict.fromkeys(agg["load"]))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(order) * max(1, len(loads)) ** 0.5 + 2), 4.5), dpi=100)
-    width = 0.8 / max(1, len(loads))
-    cmap = plt.get_cmap("viridis")
-    x = np.arange(len(order))
+    first = ranked(agg, loads[0]) if loads else agg
+    names = [p for p in first["policy"] if p in order] + [p for p in order if p not in set(first["policy"])]
+    oracle = dict(zip(agg["policy"], agg["oracle"], strict=False))
+    markers = ("o", "s", "^", "D", "v", "P")
+    load_colors = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, min(9.0, 1.1 + 0.17 * max(n, 3))), layout="constrained")
+    y = np.arange(n)
+    offsets = (np.arange(len(loads)) - (len(loads) - 1) / 2) * min(0.25, 0.6 / max(1, len(loads)))
     for i, load in enumerate(loads):
-        sub = agg[agg["load"] == load].set_index("policy").reindex(order)
+        sub = agg[agg["load"] == load].set_index("policy").reindex(names)
         mean = sub["avg_jct_vs_fifo"].to_numpy(np.float64)
         half = np.nan_to_num(sub["avg_jct_vs_fifo_ci"].to_numpy(np.float64), nan=0.0)
         label = "native load" if load == "native" else f"load {load}"
-        color = cmap(0.15 + 0.7 * i / max(1, len(loads) - 1)) if len(loads) > 1 else cmap(0.35)
-        ax.bar(x + (i - (len(loads) - 1) / 2) * width, mean, width, yerr=half, capsize=3, label=label,
-               color=color, edgecolor="black", linewidth=0.5)
-    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-    ax.set_xticks(x)
-    ax.set_xticklabels(order, rotation=30, ha="right", fontsize=9)
-    ax.set_ylabel("average JCT / FIFO's (lower is better)")
+        ax.errorbar(mean, y + offsets[i], xerr=half, fmt=markers[i % len(markers)], markersize=3.5,
+                    color=load_colors[i % len(load_colors)], ecolor=load_colors[i % len(load_colors)],
+                    elinewidth=0.8, capsize=1.5, label=label, zorder=3)
+    ax.axvline(1.0, color="black", linewidth=0.7, linestyle="--", zorder=1)
+    ax.set_yticks(y)
+    ax.set_yticklabels([p + ("*" if oracle.get(p) else "") for p in names])
+    for tick, p in zip(ax.get_yticklabels(), names, strict=True):
+        if p in highlight:
+            tick.set_color(highlight[p][1])
+            tick.set_fontweight("bold")
+    ax.set_ylim(n - 0.5, -0.5)
+    has_oracle = any(oracle.get(p) for p in names)
+    ax.set_xlabel("average JCT / FIFO's (lower is better)" + ("\n* oracle: told job durations" if has_oracle else ""))
     finite = agg["avg_jct_vs_fifo"].to_numpy(np.float64)
     finite = finite[np.isfinite(finite) & (finite > 0)]
     if len(finite) and finite.max() / finite.min() > 20:
-        ax.set_yscale("log")
+        ax.set_xscale("log")
     else:
-        ax.set_ylim(bottom=0)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return path
+        ax.set_xlim(left=0)  # a ratio is positive: a wide interval is cut at 0
+    ax.grid(True, axis="x", which="major", alpha=0.3)
+    if len(loads) == 1:
+        title += ", native load" if loads[0] == "native" else f", load {loads[0]}"
+    fig.suptitle(title, fontsize=STYLE["axes.titlesize"])
+    if len(loads) > 1:  # under the axis label: never on the data
+        fig.legend(loc="outside lower center", ncol=min(len(loads), 4), frameon=False, handletextpad=0.3,
+                   columnspacing=1.2)
+    return fig
+
+
+def plot_bars(agg: pd.DataFrame, order: list[str], path: Path, title: str,
+              highlight: dict[str, tuple[str, str]] | None = None) -> list[Path]:
+    """Mean average JCT normalised to FIFO per policy with its 95% CI, one marker per load
+    (a dot plot: one line per policy, best first), oracle policies starred and the
+    ``highlight`` policies' names in their colour. Written as PNG, SVG and PDF, one column wide."""
+    plt = _plt()
+    with plt.rc_context(STYLE):
+        fig = bars_figure(agg, order, title, highlight)
+        files = _save(fig, path)
+        plt.close(fig)
+    return files
 
 
 def _slug(s: str) -> str:
@@ -362,11 +463,13 @@ def write_all(suite: Suite, specs: list[PolicySpec], cells: list[Cell], results,
                            for r in results])
     files.append(_write_bytes(out / "timing.csv", _csv(timing)))
     if len(df):
+        agents = [s.name for s in specs if s.agent is not None]
         for load in dict.fromkeys(df["load"]):
             name = "native" if load == "native" else f"load-{_slug(load)}"
-            title = f"{suite.name}: JCT CDF, {'native load' if load == 'native' else 'load ' + load} " \
-                    f"(all jobs of all runs)"
-            files.append(plot_cdf(jobs, load, order, out / f"jct_cdf_{name}.png", title))
-        files.append(plot_bars(agg, order, out / "avg_jct_vs_fifo.png",
-                               f"{suite.name}: average JCT normalised to FIFO (mean, 95% CI)"))
+            title = f"{suite.name}: JCT CDF, {'native load' if load == 'native' else 'load ' + load}"
+            files += plot_cdf(jobs, load, order, out / f"jct_cdf_{name}.png", title,
+                              highlights(agg, load, order, agents))
+        first = next(iter(dict.fromkeys(df["load"])))
+        files += plot_bars(agg, order, out / "avg_jct_vs_fifo.png", f"{suite.name}: avg JCT vs FIFO (mean, 95% CI)",
+                           highlights(agg, first, order, agents))
     return files

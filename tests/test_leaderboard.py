@@ -18,7 +18,8 @@ from leaderboard import report, runner
 from leaderboard.suite import MissingDataError, SuiteError, load_suite, suite_names
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUTS = ("leaderboard.md", "cells.csv", "jobs.csv.gz", "avg_jct_vs_fifo.png")
+OUTPUTS = ("leaderboard.md", "cells.csv", "jobs.csv.gz", "avg_jct_vs_fifo.png", "avg_jct_vs_fifo.svg",
+           "avg_jct_vs_fifo.pdf")
 
 TINY = """
 name = "tiny"
@@ -89,10 +90,14 @@ def test_tiny_suite_end_to_end_then_fully_cached(tmp_path):
     out = tmp_path / "out"
     first = leaderboard.run(suite, out=out, workers=1)
     assert (first.cells, first.cached, first.computed, first.failed) == (4, 0, 4, [])
-    for f in (*OUTPUTS, "jct_cdf_load-1.png", "timing.csv"):
+    for f in (*OUTPUTS, "jct_cdf_load-1.png", "jct_cdf_load-1.svg", "jct_cdf_load-1.pdf", "timing.csv"):
         assert (out / f).is_file(), f
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for pdf in out.glob("*.pdf"):
+        assert pdf.read_bytes()[:5] == b"%PDF-"
+    for svg in out.glob("*.svg"):
+        assert b"<svg" in svg.read_bytes()[:2000]
     table = (out / "leaderboard.md").read_text()
     assert "| srtf | oracle | 2 |" in table and "| fifo |  | 2 |" in table
     assert "avg JCT (s)" in table and "Normalised to FIFO" in table
@@ -265,6 +270,71 @@ def test_ci95():
 
 
 # ------------------------------------------------------------------------------- Pollux workloads
+def _fake_results(policies: list[str], oracle: set[str], seed: int = 0):
+    """A jobs frame and the aggregate of a made-up run: policy p's JCTs are FIFO's times a factor."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    factors = {p: 1.0 if p == "fifo" else float(rng.uniform(0.3, 1.3)) for p in policies}
+    fifo = rng.lognormal(7, 2, 200)
+    jobs = pd.concat([pd.DataFrame({"load": "2", "policy": p, "jct": fifo * f}) for p, f in factors.items()])
+    cells = pd.DataFrame([{"window": "w", "load": load, "seed": s, "policy": p, "oracle": p in oracle,
+                           **{m: factors[p] for m, _, _ in report.TABLE_METRICS},
+                           **{f"{m}_vs_fifo": factors[p] * (1 + 0.01 * s) for m, _, _ in report.TABLE_METRICS}}
+                          for load in ("2", "4") for s in range(3) for p in policies])
+    return jobs, report.aggregate(cells, policies), factors
+
+
+def test_plots_highlight_fifo_the_best_of_each_track_and_the_agent():
+    names = ["fifo", "sjf", "srtf", "las", "tiresias", "gandiva", "agent:a"]
+    _, agg, factors = _fake_results(names, {"sjf", "srtf"})
+    h = report.highlights(agg, "2", names, ["agent:a"])
+    best = lambda pool: min(pool, key=factors.get)  # noqa: E731
+    assert h["fifo"][0] == "reference" and h["agent:a"][0] == "agent"
+    assert h[best(["las", "tiresias", "gandiva"])][0] == "best non-oracle"
+    assert h[best(["sjf", "srtf"])][0] == "best oracle"
+    assert len(h) == 4 and len({c for _, c in h.values()}) == 4  # four distinct colours
+    assert set(report._colors(names, h).values()) - {c for _, c in h.values()} == {report.OTHER_COLOR}
+
+
+def test_plots_are_one_column_wide_in_three_formats_with_the_legend_inside(tmp_path):
+    import matplotlib.image
+
+    names = ["fifo", *(f"p{i:02d}" for i in range(22))]  # 23 policies, as the synthetic suite has
+    jobs, agg, _ = _fake_results(names, {"p01", "p02"})
+    h = report.highlights(agg, "2", names)
+    cdf = report.plot_cdf(jobs, "2", names, tmp_path / "cdf.png", "cdf", h)
+    bars = report.plot_bars(agg, names, tmp_path / "bars.png", "bars", h)
+    for files in (cdf, bars):
+        assert [f.suffix for f in files] == [".png", ".svg", ".pdf"] and all(f.stat().st_size > 0 for f in files)
+        width = matplotlib.image.imread(files[0]).shape[1]
+        assert width == round(report.COLUMN_WIDTH * 200)  # 3.5 in at 200 dpi
+    assert [f.read_bytes() for f in report.plot_cdf(jobs, "2", names, tmp_path / "again.png", "cdf", h)] == \
+        [f.read_bytes() for f in cdf]  # byte-identical reruns in every format
+    plt = report._plt()
+    with plt.rc_context(report.STYLE):
+        fig = report.cdf_figure(jobs, "2", names, "a title", h)
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        legend = ax.get_legend().get_window_extent()
+        inside = ax.get_window_extent()
+        assert inside.x0 <= legend.x0 and legend.x1 <= inside.x1 and inside.y0 <= legend.y0 and legend.y1 <= inside.y1
+        assert not legend.overlaps(ax.title.get_window_extent())
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels == [f"{p} ({role})" for p, (role, _) in sorted(h.items(), key=lambda kv: names.index(kv[0]))] \
+            + ["other policies"]
+        assert ax.title.get_fontsize() >= 8 and min(t.get_fontsize() for t in ax.get_legend().get_texts()) >= 7
+        plt.close(fig)
+        fig = report.bars_figure(agg, names, "a title", h)
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        legend = fig.legends[0].get_window_extent()
+        assert not legend.overlaps(ax.get_window_extent())  # the loads' legend sits outside the data
+        assert not legend.overlaps(fig._suptitle.get_window_extent())
+        assert fig.get_size_inches()[0] == report.COLUMN_WIDTH
+        plt.close(fig)
+
+
 def test_pollux_workload_loader(shared):
     import envs
     import traces

@@ -41,27 +41,16 @@ from baselines.lucid import Lucid, gpu_class, sharing_score
 from envs import ClusterCore, ClusterView, make_workload, metrics, simulate
 from envs.core import RUNNING
 from envs.policy import Allocation, Priority, execute
+from leaderboard.paper_workloads import lucid_small_jobs as small_jobs
 from traces import clusters, make_trace
 from traces.models import MODELS, MULTI_GPU_MODELS, SHARING, SPEED
 
 C16 = clusters.homogeneous(2, 8, name="c16")
-MEDIAN = {"resnet18": 1800, "resnet50": 5400, "transformer": 3600, "lm": 2700, "recommendation": 900,
-          "a3c": 1200, "cyclegan": 7200}
 
 
 def table(rows):
     """A canonical job table from (submit, duration, gpus, model) rows."""
     return make_trace(pd.DataFrame(rows, columns=["submit_time", "duration", "num_gpus", "model"]), rebase=False)
-
-
-def small_jobs(num_jobs: int, seed: int, jobs_per_hour: float = 24.0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    gaps = rng.exponential(3600.0 / jobs_per_hour, num_jobs)
-    submit = np.cumsum(gaps) - gaps[0]
-    gpus = rng.choice([1, 2, 4], size=num_jobs, p=[0.65, 0.3, 0.05])
-    model = rng.choice(MODELS, num_jobs)
-    dur = np.array([MEDIAN[m] for m in model]) * np.exp(rng.normal(0.0, 0.5, num_jobs))
-    return make_trace(pd.DataFrame({"submit_time": submit, "duration": dur, "num_gpus": gpus, "model": model}))
 
 
 def replay(trace: pd.DataFrame, spec, policy) -> dict[str, float]:
