@@ -108,6 +108,12 @@ artifact's own choices: ``Shockwave(k=1e-3, log_bases=ARTIFACT_LOG_BASES, fair_s
 ftf="artifact", restart_aware=False)`` (future_rounds 20, time limit 15 s). The artifact tunes
 (k, lam) per cluster size: (1e-3, 12) at 32 GPUs, (10, 5) at 64, (1e-3, 15) at 128, (1e5, 5) at
 256.
+
+The artifact reports fairness differently from the simulator's metric (:mod:`envs.metrics`, Themis'
+rho with n the jobs a job met, scaled by its GPUs, unfair above 1): its rho divides the JCT by the
+run time alone times the trace's static contention factor max(1, N / G) (N jobs in the trace, G
+GPUs), unfair above 1.05 (:func:`artifact_rho`, :func:`artifact_unfair_fraction`). How the two
+metrics and the artifact's setting move the comparison with Gavel: ``docs/magnitude_gaps.md``.
 """
 
 from __future__ import annotations
@@ -127,14 +133,35 @@ from envs.core.rates import growth_multiplier
 from envs.policy import ClusterView, Priority
 
 __all__ = [
-    "ARTIFACT_LOG_BASES", "LOG_BASES", "Shockwave", "continue_first", "growth_multiplier", "log_segments", "plan_window",
-    "rank_window", "remaining_time",
+    "ARTIFACT_FTF_THRESHOLD", "ARTIFACT_LOG_BASES", "LOG_BASES", "Shockwave", "artifact_rho", "artifact_unfair_fraction",
+    "continue_first", "growth_multiplier", "log_segments", "plan_window", "rank_window", "remaining_time",
 ]
 
 #: breakpoints of the piecewise-linear log: the artifact's (0, .2, .4, .6, .8, 1) refined near 0
 LOG_BASES = (0.0, 0.001, 0.01, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 ARTIFACT_LOG_BASES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 _PRIORITY_CAP = 1e6  # largest utility weight passed to the solver (rho ** 100 overflows)
+#: rho above which the artifact counts a job as unfair (``reproduce/aggregate_result.py``)
+ARTIFACT_FTF_THRESHOLD = 1.05
+
+
+# ---------------------------------------------------------------------------------- the artifact's metric
+def artifact_rho(jobs, total_gpus: int) -> np.ndarray:
+    """Finish-time fairness as the Shockwave artifact reports it (``Scheduler.get_finish_time_fairness``,
+    its "static contention factor"): ``JCT / (run time alone x max(1, N / G))`` with N the number
+    of jobs in the trace and G the cluster's GPUs, the same share for every job whatever its GPU
+    count or how many jobs it met. ``jobs``: a replay's per-job table (``jct``, ``duration`` = run
+    time alone on the requested GPUs)."""
+    if not (isinstance(total_gpus, int | np.integer) and total_gpus > 0):
+        raise ValueError(f"total_gpus must be a positive integer, got {total_gpus!r}")
+    jct = np.asarray(jobs["jct"], dtype=np.float64)
+    alone = np.asarray(jobs["duration"], dtype=np.float64)
+    return jct / (alone * max(1.0, len(jct) / total_gpus))
+
+
+def artifact_unfair_fraction(jobs, total_gpus: int, threshold: float = ARTIFACT_FTF_THRESHOLD) -> float:
+    """Fraction of jobs whose :func:`artifact_rho` exceeds ``threshold`` (the artifact's 1.05)."""
+    return float((artifact_rho(jobs, total_gpus) > threshold).mean())
 
 
 def _options(time_limit: float, mip_rel_gap: float, node_limit: int | None) -> dict:

@@ -41,7 +41,10 @@ Models:
   GPUs among those with room at the level being tried (Synergy's consolidation); a larger gang
   is spread by the core's consolidate-first rule (fewest servers, emptiest first). Admitted jobs
   that were running keep their servers (the core charges a restart for a move; Synergy re-places
-  every round at no cost): only their CPUs and memory are re-divided, in place.
+  every round at no cost): only their CPUs and memory are re-divided, in place; except that at
+  a round boundary a gang left spread over several servers is placed afresh when one server
+  could now hold it whole (:func:`reconsolidate`), rather than run at the spread-gang speed for
+  the rest of its life.
 
 Simplifies:
 
@@ -56,8 +59,8 @@ Simplifies:
   servers (the core's rule; Synergy's placement variant fills the fullest servers first, its
   default variant takes any GPUs whose server has room), since the core slows a gang spread over
   more servers than it needs.
-- Admitted jobs that were running keep their placement (see above), so TUNE chooses servers for
-  newly started jobs only.
+- Admitted jobs that were running keep their placement (see above; spread gangs that one server
+  could now hold excepted), so TUNE chooses servers for newly started jobs only.
 - Between rounds, CPUs freed by completions are re-divided only when a waiting job starts (the
   core also returns them to running jobs below their ask): Synergy re-divides at round
   boundaries.
@@ -102,6 +105,18 @@ def job_fair(place: np.ndarray, fair: np.ndarray) -> np.ndarray:
     """Per-GPU fair share of jobs placed ``place`` (``(..., N)``): the smallest ``fair`` (``(N,)``)
     over their nodes, as the core computes it (inf for a job placed nowhere)."""
     return np.where(place > 0, fair, np.inf).min(axis=-1)
+
+
+def reconsolidate(view: ClusterView) -> np.ndarray:
+    """``(E, S)``: running gangs spread over several servers that one server of their GPU type
+    could now hold whole (its free GPUs plus the gang's own there). Synergy re-places every job
+    every round; such a gang is re-placed at the round boundary rather than kept spread (and
+    slowed by the spread-gang factor) for the rest of its run."""
+    pl = view.placement
+    spread = view.running & ((pl > 0).sum(axis=-1) > 1)
+    room = view.free_per_node[:, None, :] + pl
+    same = view.node_type[None, None, :] == view.gpu_type[:, :, None]
+    return spread & ((room >= view.gpus[:, :, None]) & same).any(axis=-1)
 
 
 def plan_resources(
@@ -302,7 +317,7 @@ class Synergy(Baseline):
         n_adm, t_adm = allocation(view, scores, preempt=boundary)
         run = view.running
         admitted = replan[:, None] & (n_adm > 0)
-        kept = admitted & run & (t_adm == view.gpu_type)
+        kept = admitted & run & (t_adm == view.gpu_type) & ~(boundary[:, None] & reconsolidate(view))
         # 2. CPUs and memory, serving largest gangs first (kept jobs first between rounds)
         between = (~boundary)[:, None] & kept
         serve = order_scores(view, [np.where(between, 0, 1), -gpus, -scores], admitted)

@@ -5,7 +5,7 @@ Claim (Shockwave, NSDI'23; its artifact, 120 jobs on 32 GPUs: makespan 24,197 s 
 5% vs 25% unfair jobs against Gavel's max-min fairness): fewer jobs with finish-time fairness
 rho > 1 than Gavel-LAS and a makespan no worse, on a contended window of dynamically adapting jobs.
 
-Workload (:func:`shockwave_workload`): the artifact's generator (``generate_trace.py``: 120 jobs,
+Workload (:func:`leaderboard.paper_workloads.shockwave_trace`): the artifact's generator (``generate_trace.py``: 120 jobs,
 GPU counts 1/2/4/8 with 60/30/9/1%, durations from 100 equally spaced values in 0.2-5 h drawn
 small/medium/large/extra-large with 72/20/5/3%, Poisson arrivals 40 s apart on average, every
 job dynamically adapting as the artifact's accordion/GNS mix is) on 4 nodes x 8 V100 with the
@@ -49,6 +49,8 @@ from baselines.shockwave import (
     ARTIFACT_LOG_BASES,
     LOG_BASES,
     Shockwave,
+    artifact_rho,
+    artifact_unfair_fraction,
     continue_first,
     growth_multiplier,
     log_segments,
@@ -58,25 +60,10 @@ from baselines.shockwave import (
 )
 from envs import ClusterCore, ClusterView, make_workload, simulate
 from envs.policy import execute
+from leaderboard.paper_workloads import TACC_32, shockwave_trace, static_batch_durations
 from traces import clusters, make_trace, synthetic
-from traces.models import MULTI_GPU_MODELS
 
-TACC = clusters.homogeneous(4, 8, name="tacc-32")
-
-
-def shockwave_workload(num_jobs: int, seed: int, *, interarrival: float = 40.0) -> pd.DataFrame:
-    """Jobs drawn as the Shockwave artifact's ``generate_trace.py`` draws them (module docstring)."""
-    rng = np.random.default_rng(seed)
-    gaps = rng.exponential(interarrival, num_jobs)
-    gaps[0] = 0.0
-    gpus = rng.choice([1, 2, 4, 8], size=num_jobs, p=[0.6, 0.3, 0.09, 0.01])
-    durations = np.linspace(0.2, 5.0, 100)
-    bounds = [0, 20, 50, 90, 100]  # small, medium, large, extra-large index ranges
-    cls = rng.choice(4, size=num_jobs, p=[0.72, 0.2, 0.05, 0.03])
-    hours = np.array([rng.choice(durations[bounds[c]:bounds[c + 1]]) for c in cls])
-    model = rng.choice(MULTI_GPU_MODELS, num_jobs)  # models that can adapt their batch size
-    return make_trace(pd.DataFrame({"submit_time": np.cumsum(gaps), "duration": hours * 3600.0,
-                                    "num_gpus": gpus, "model": model}))
+TACC = TACC_32
 
 
 _CACHE: dict = {}
@@ -85,7 +72,7 @@ _CACHE: dict = {}
 def replay(name: str, seed: int = 2, **knobs):
     key = (name, seed, tuple(sorted(knobs.items())))
     if key not in _CACHE:
-        _CACHE[key] = simulate(shockwave_workload(120, seed), TACC, baselines.get(name, **knobs), dynamic_fraction=1.0)
+        _CACHE[key] = simulate(shockwave_trace(120, seed), TACC, baselines.get(name, **knobs), dynamic_fraction=1.0)
     return _CACHE[key]
 
 
@@ -110,6 +97,28 @@ def test_fewer_unfair_jobs_than_gavel_las_and_a_makespan_no_worse():
     assert sw[2]["unfair_fraction"] <= gv[2]["unfair_fraction"] - 0.08  # 0.225 vs 0.342
 
 
+def test_artifact_setting_at_small_scale_fewer_unfair_jobs_by_the_artifacts_metric():
+    """The artifact's setting at half scale (60 jobs on 16 GPUs, the same 3.75 jobs per GPU):
+    drawn durations at the initial batch size, no restart overhead, Gavel at 120 s rounds,
+    Shockwave with the artifact's fair share min(1, G / N), unfairness by the artifact's metric
+    (:func:`artifact_unfair_fraction`). Measured on seeds 0-3: Shockwave 0.417, 0.117, 0.183,
+    0.150 (mean 0.217) vs Gavel 0.383, 0.317, 0.183, 0.300 (mean 0.296); the paper's 5% vs 25% is
+    not reached (``docs/magnitude_gaps.md``), and Shockwave's makespan is 11-27% longer than
+    Gavel's here (the paper: 27% shorter)."""
+    spec = clusters.homogeneous(2, 8, name="tacc-16")
+    sw, gv = [], []
+    for seed in range(4):
+        trace = static_batch_durations(shockwave_trace(60, seed), spec, seed=seed)
+        args = dict(dynamic_fraction=1.0, restart_overhead=0.0, seed=seed)
+        a = simulate(trace, spec, baselines.get("shockwave", fair_share="jobs"), **args)
+        b = simulate(trace, spec, baselines.get("gavel", round_length=120.0), **args)
+        sw.append(artifact_unfair_fraction(a.jobs, spec.num_gpus))
+        gv.append(artifact_unfair_fraction(b.jobs, spec.num_gpus))
+        print(f"seed {seed}: unfair (artifact metric) shockwave {sw[-1]:.3f} gavel {gv[-1]:.3f}; makespan "
+              f"{a.metrics['makespan']:.0f} s vs {b.metrics['makespan']:.0f} s")
+    assert np.mean(sw) <= np.mean(gv) - 0.05
+
+
 def test_foresight_of_dynamic_adaptation_lowers_unfairness():
     """The same replay with remaining times read at the current rate (no foresight of the
     speed-ups): more unfair jobs (measured 0.225 -> 0.467 on seed 2; every seed 0-5 rises by
@@ -119,6 +128,64 @@ def test_foresight_of_dynamic_adaptation_lowers_unfairness():
     show("shockwave", sw)
     show("shockwave, no foresight", blind)
     assert sw["unfair_fraction"] <= blind["unfair_fraction"] - 0.1
+
+
+# ---------------------------------------------------------------------------------- the artifact's workload
+def test_trace_generator_draws_the_artifacts_distributions():
+    """Large-sample check of ``shockwave_trace`` against the artifact's generator parameters."""
+    tr = shockwave_trace(20_000, 7)
+    gpus = tr["num_gpus"].value_counts(normalize=True)
+    for n, p in {1: 0.6, 2: 0.3, 4: 0.09, 8: 0.01}.items():
+        assert gpus[n] == pytest.approx(p, abs=0.015)
+    hours = tr["duration"].to_numpy() / 3600
+    grid = np.linspace(0.2, 5.0, 100)
+    assert np.isclose(hours[:, None], grid[None, :]).any(axis=1).all()  # one of the 100 values
+    size_class = np.searchsorted([grid[20], grid[50], grid[90]], hours + 1e-9)
+    for c, p in enumerate([0.72, 0.2, 0.05, 0.03]):
+        assert (size_class == c).mean() == pytest.approx(p, abs=0.015)
+    gaps = np.diff(tr["submit_time"].to_numpy())
+    assert tr["submit_time"].iloc[0] == 0.0 and gaps.mean() == pytest.approx(40.0, rel=0.03)
+    assert shockwave_trace(120, 3).equals(shockwave_trace(120, 3))
+    with pytest.raises(ValueError, match="num_jobs"):
+        shockwave_trace(0, 0)
+
+
+def test_static_batch_durations_make_the_drawn_duration_the_initial_speed_run_time():
+    """An adapting job with the rescaled duration does its first quarter of work (phase 0, its
+    initial batch size) in a quarter of the drawn duration: the time a static job of the drawn
+    duration takes for the same quarter."""
+    trace = make_trace(pd.DataFrame({"submit_time": [0.0], "duration": [8000.0], "num_gpus": [2], "model": ["resnet50"]}))
+    spec = clusters.homogeneous(1, 4, name="one-node")
+    scaled = static_batch_durations(trace, spec, seed=0)
+    assert scaled["duration"][0] < 8000.0
+    wl = make_workload(scaled, spec, dynamic_fraction=1.0)
+    core = ClusterCore(spec, 1)
+    core.load(np.array([0]), [wl])
+    view = ClusterView(core)
+    policy = baselines.get("fifo")
+    policy.reset(view)
+    first_phase_end = None
+    while not core.done[0]:
+        execute(core, policy.decide(view))
+        core.advance()
+        if first_phase_end is None and int(view.phase[0, 0]) >= 1:
+            first_phase_end = float(core.clock[0])
+    assert first_phase_end == pytest.approx(8000.0 / 4)
+    # the whole job alone: shorter than the drawn duration (it speeds up), equal to the new duration
+    assert core.j_finish[0, 0] == pytest.approx(scaled["duration"][0])
+    # static jobs keep their duration
+    static = static_batch_durations(trace, spec, seed=0, dynamic_fraction=0.0)
+    assert static["duration"][0] == 8000.0
+
+
+def test_artifact_rho_uses_the_static_contention_factor():
+    """rho = JCT / (run time alone x max(1, N / G)), unfair above 1.05."""
+    jobs = pd.DataFrame({"jct": [400.0, 420.0, 100.0, 50.0], "duration": [100.0, 100.0, 100.0, 10.0]})
+    np.testing.assert_allclose(artifact_rho(jobs, 1), [1.0, 1.05, 0.25, 1.25])  # N / G = 4
+    assert artifact_unfair_fraction(jobs, 1) == pytest.approx(0.25)  # 1.05 is not above 1.05
+    np.testing.assert_allclose(artifact_rho(jobs, 8), [4.0, 4.2, 1.0, 5.0])  # N < G: factor 1
+    with pytest.raises(ValueError, match="total_gpus"):
+        artifact_rho(jobs, 0)
 
 
 # ---------------------------------------------------------------------------------- foresight

@@ -19,6 +19,7 @@ import baselines
 from baselines.synergy import IDEAL_CPU, IDEAL_MEM, Synergy, job_fair, plan_resources
 from envs import ClusterCore, ClusterView, make_workload, simulate
 from envs.policy import execute
+from leaderboard.paper_workloads import SYNERGY_MIX, SYNERGY_PROXIES, synergy_cluster, synergy_trace
 from traces import clusters, make_trace, models, synthetic
 
 SPEC = clusters.homogeneous(4, 8, cpus=24, mem_gb=500, name="synergy-4x8")  # Synergy's server shape
@@ -80,13 +81,65 @@ def test_tune_lowers_average_jct_against_gpu_proportional_allocation(seed):
     print(f"seed {seed}: avg JCT proportional {jct['proportional']:.0f} s, TUNE {jct['tune']:.0f} s "
           f"({ratio:.2f}x), GREEDY {jct['greedy']:.0f} s; queueing delay proportional "
           f"{res['proportional']['avg_queueing_delay']:.0f} s, TUNE {res['tune']['avg_queueing_delay']:.0f} s")
-    assert ratio > 1.2, jct  # measured 1.46x and 1.36x
+    assert ratio > 1.2, jct  # measured 1.42x and 1.36x
     tune, prop = policies["tune"], policies["proportional"]
     # the invariant over the whole run, and the core granted exactly what TUNE planned
     assert tune.checked > 1000 and tune.violations == 0 and tune.overdrawn == 0 and tune.short == 0
     assert tune.above_fair > 0.2 * tune.checked  # TUNE really gave CPU-hungry jobs more than fair
     assert prop.above_fair == 0 and prop.violations == 0
     assert policies["greedy"].violations == 0 and policies["greedy"].overdrawn == 0
+
+
+def test_tune_lowers_average_jct_in_the_papers_setting_at_small_scale():
+    """Synergy's own setting scaled down: its server shape and its 34/33/33% image/language/speech
+    job mix (:func:`leaderboard.paper_workloads.synergy_trace`) on 4 servers, 100 jobs at load 1.0.
+    Direction holds on every seed; the magnitude (measured 1.29x, 1.23x) stays far below the
+    paper's "up to 3.4x" (``docs/magnitude_gaps.md``: with 3 CPUs per GPU a full cluster gains
+    at most ~1.2x throughput from re-dividing CPUs in this model)."""
+    spec = synergy_cluster(4)
+    ratios = []
+    for seed in (0, 1):
+        trace = synergy_trace(100, 1.0, seed, cluster=spec)
+        jct = {mode: simulate(trace, spec, baselines.get("synergy", mode=mode), resources=True).metrics["avg_jct"]
+               for mode in ("proportional", "tune")}
+        ratios.append(jct["proportional"] / jct["tune"])
+    print(f"proportional / TUNE average JCT: {ratios}")
+    assert min(ratios) > 1.1 and np.mean(ratios) > 1.2
+
+
+def test_synergy_trace_follows_the_papers_job_mix():
+    """Task split 34/33/33%, models uniform within a task, proxies that scale for multi-GPU jobs."""
+    spec = synergy_cluster(4)
+    tr = synergy_trace(4000, 1.0, 3, cluster=spec)
+    names = pd.Series(tr.attrs["synergy_model"])
+    task = names.map({m: t for t, (_p, ms) in SYNERGY_MIX.items() for m in ms})
+    for t, (p, ms) in SYNERGY_MIX.items():
+        assert (task == t).mean() == pytest.approx(p, abs=0.03)
+        share = names[task == t].value_counts(normalize=True)
+        np.testing.assert_allclose(share.reindex(list(ms)).to_numpy(), 1 / len(ms), atol=0.05)
+    multi = tr["num_gpus"].to_numpy() > 1
+    proxy = np.array([SYNERGY_PROXIES[n][int(m)] for n, m in zip(names, multi, strict=True)])
+    assert (tr["model"].to_numpy() == proxy).all()
+    assert set(tr["model"][multi]) <= set(models.MULTI_GPU_MODELS)
+    # each proxy is the simulator's model nearest in ideal CPUs per GPU among those that fit
+    assert models.CPU_PROFILE[SYNERGY_PROXIES["alexnet"][0]][1] == 12.0
+    assert models.CPU_PROFILE[SYNERGY_PROXIES["mobilenet"][0]][1:] == (6.0, 1.55)
+    assert all(models.CPU_PROFILE[SYNERGY_PROXIES[m][0]][2] == 1.0 for m in SYNERGY_MIX["language"][1])
+
+
+def test_a_spread_gang_is_consolidated_at_the_next_round():
+    """Two servers of 4 GPUs: two 3-GPU jobs take one server each, so a 2-GPU LM job arriving at
+    t = 10 must spread over both (LM runs at 0.46x spread). The short 3-GPU job ends at ~87 s;
+    at the round boundary (300 s) the LM gang moves onto the freed server (a 30 s restart) and
+    runs at full speed: it finishes at 300 + 30 + (3000 - 0.46 x 290) s, not at 10 + 3000 / 0.46
+    s as when kept spread for its whole run."""
+    spec = clusters.homogeneous(2, 4, cpus=12, mem_gb=250, name="two-servers")
+    trace = table([(0, 100, 3, "resnet50"), (0, 100_000, 3, "resnet50"), (10, 3000, 2, "lm")])
+    for mode in ("tune", "proportional"):
+        jobs = simulate(trace, spec, baselines.get("synergy", mode=mode), resources=True, restart_overhead=30.0).jobs
+        spread = models.LOCALITY["lm"]
+        assert jobs["finish"][2] == pytest.approx(300 + 30 + 3000 - spread * 290, rel=1e-6), mode
+        assert jobs["restarts"][2] == 1
 
 
 def test_without_the_resource_model_every_mode_is_its_host_policy():
