@@ -101,16 +101,15 @@ from agents.evaluation import (
     PolicyRuns,
     WindowSet,
     contended_windows,
-    episode_result,
     final_table,
-    run_episodes,
+    run_policy,
     seed_matters,
     split_by_time,
     worker_pool,
 )
 from agents.imitation import TEACHERS, clone
 from agents.threads import set_torch_threads
-from envs import EnvConfig, simulate
+from envs import EnvConfig
 from envs.engine import ACTION_MODES, REWARDS, VISIBLE_ORDERS
 from envs.sb3 import GpuClusterVecEnv
 from envs.workload import drop_oversize
@@ -146,7 +145,9 @@ class Args:
     max_slots: int = 16
     """visible job slots K"""
     action_mode: str = "priority"
-    """'priority' (a score per slot; algo ppo) or 'pick' (Discrete(K+1), masked; algo maskable_ppo)"""
+    """'priority' (a score per slot; algo ppo), 'pick' (Discrete(K+1), masked; algo maskable_ppo) or
+    'allocate' (per slot a priority level, GPU type, GPU count and batch choice, masked; algo
+    maskable_ppo with policy mlp, the defaults in this mode)"""
     preemption: bool = True
     """preempt at round boundaries (priority mode: running jobs compete for GPUs every round)"""
     round_length: float = 1800.0
@@ -262,6 +263,13 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> Args:
     """The :class:`Args` of a command line (defaults where a flag is not given)."""
     args = Args(**vars(build_parser().parse_args(argv)))
+    if args.action_mode == "allocate":  # MultiDiscrete with masks: MaskablePPO's MLP policy
+        given = given_flags(argv)
+        args.algo = args.algo if "algo" in given else "maskable_ppo"
+        args.policy = args.policy if "policy" in given else "mlp"
+        if (args.algo, args.policy) != ("maskable_ppo", "mlp"):
+            sys.exit("--action-mode allocate trains a masked MultiDiscrete action: it needs --algo maskable_ppo "
+                     "and --policy mlp")
     for name in ("eval_every", "checkpoint_every"):
         if getattr(args, name) < 0:
             sys.exit(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
@@ -758,11 +766,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     def jcts(policy_source, part: str) -> PolicyRuns:
         """The agent (a model or an Agent, deterministic actions) on every window and seed of
-        ``part``, through envs.simulate as the baselines."""
+        ``part``, through envs.simulate_many (every episode stepped together) as the baselines."""
         agent = policy_source if isinstance(policy_source, Agent) else Agent(
             policy_source, args.algo, args.policy, {k: getattr(env_config, k) for k in ENV_KEYS})
-        return run_episodes(windows[part], seeds, lambda w, seed: episode_result(
-            simulate(w, spec, AgentPolicy(agent), known_durations=args.known_durations, seed=seed)))
+        return run_policy(windows[part], seeds, spec, lambda: AgentPolicy(agent), args.known_durations)
 
     timing = {"validation": 0.0}
 

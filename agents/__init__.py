@@ -21,7 +21,8 @@ from agents.networks import SlotExtractor, SlotPolicy, SlotScorePolicy
 from agents.threads import ensure_torch_threads, set_torch_threads
 from envs.core import EMPTY
 from envs.engine import SLOT_FEATURES, EnvConfig, VectorEngine, observation_size
-from envs.policy import ClusterView, Policy, Priority
+from envs.observation import allocate_size
+from envs.policy import Allocation, ClusterView, Policy, Priority
 
 ALGOS = {"maskable_ppo": MaskablePPO, "ppo": PPO}
 #: env options an agent's observations and actions depend on (saved with the agent)
@@ -121,6 +122,12 @@ class AgentPolicy(Policy):
     starts it); an env left idle with nothing left to happen serves its waiting jobs oldest first
     instead of deadlocking. Agents trained with pick mode's re-pick phase (preemption) are not
     supported here.
+
+    ``allocate`` mode: the agent's allocate action is carried out on a private copy of the state
+    exactly as the env carries it out (:meth:`envs.engine.VectorEngine.allocate`, its fallbacks
+    included), and the resulting GPU count, type and batch choice of every job are returned as an
+    :class:`~envs.policy.Allocation` (the replay then uses the agent's round length, with
+    reallocation at its round boundaries when it was trained with preemption).
     """
 
     def __init__(self, agent: Agent | str | Path, *, deterministic: bool = True, device: str = "cpu") -> None:
@@ -141,6 +148,8 @@ class AgentPolicy(Policy):
         self.config = self.agent.env_config(cluster=view.cluster)
         want = self.agent.model.observation_space.shape
         have = observation_size(int(self.config.max_slots), len(view.gpu_types))
+        if self.config.action_mode == "allocate":
+            have += allocate_size(int(self.config.max_slots), len(view.gpu_types))
         if want != (have,):
             raise ValueError(
                 f"agent expects observations of shape {want}, this cluster gives ({have},): "
@@ -168,12 +177,17 @@ class AgentPolicy(Policy):
         eng.refresh()
         return eng
 
-    def decide(self, view: ClusterView) -> Priority | None:
+    def decide(self, view: ClusterView) -> Priority | Allocation | None:
         self.prepare(view)
         eng = self._scratch(view)
         E, S = view.num_envs, view.job.shape[1]
         everywhere = np.ones(E, dtype=bool)
         waiting = view.waiting
+        if eng.cfg.action_mode == "allocate":
+            obs, mask = eng.observe()
+            eng.allocate(self._predict(obs, mask), everywhere)  # tried on the private copy
+            c = eng.core
+            return Allocation(c.s_n[:, :S].copy(), c.s_t[:, :S].copy(), adaptive=c.s_adapt[:, :S].copy())
         if eng.cfg.action_mode == "priority":
             obs, _ = eng.observe()
             actions = self._predict(obs, eng.mask)

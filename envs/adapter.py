@@ -33,6 +33,16 @@ Translation (what each action mode can express):
   preempts at a round boundary but the decision does not preempt, running jobs are ranked first
   so that they keep their GPUs. An ``Allocation`` is served in workload order at each job's
   requested size (elastic sizes cannot be expressed).
+- ``allocate``: the decision's GPU count and type for every visible job, at the highest priority
+  level, and level 0 (do not run) for jobs it gives no GPUs (:func:`envs.allocate.encode`); the
+  goodput batch choice is ``Allocation.adaptive`` (unchanged when ``None``). A ``Priority`` is
+  first served as the core's greedy allocator would (:func:`envs.lowering.allocation`), preempting
+  only where the env reallocates; ``None`` keeps every running job and starts nothing. An
+  ``Allocation`` of a policy whose rounds are the env's (``preemption=True``, ``round_length``
+  equal to the policy's) with every job visible is carried out exactly as in
+  :func:`envs.simulate` (``tests/test_allocate.py``); the placement of jobs started by a
+  ``Priority`` may differ (the env places new jobs in workload order, the core's greedy in score
+  order). Elastic counts, GPU types and goodput batch sizes all carry over.
 - ``pick``: the first job, in the decision's serving order, that the decision starts now and
   that is visible and startable; *advance* (action ``K``) when there is none. During a round's
   re-pick a decision that does not preempt re-picks the previous running set first.
@@ -52,6 +62,7 @@ from dataclasses import dataclass
 import numpy as np
 from gymnasium.vector import VectorEnv
 
+from envs.allocate import encode
 from envs.core import EMPTY, RUNNING, WAITING
 from envs.engine import VectorEngine
 from envs.lowering import allocation, serve_order
@@ -169,8 +180,9 @@ def dense_rescale(values: np.ndarray, valid: np.ndarray, left_out: float) -> np.
 def act(policy: Policy, env, *, exact: bool = True) -> np.ndarray | int:
     """The action of ``policy`` for the current state of ``env`` (see the module docstring).
 
-    Returns what ``env.step`` takes: for a vector env an ``(E,)`` int array (pick) or an
-    ``(E, K)`` float32 array (priority); for a single env an int or a ``(K,)`` array.
+    Returns what ``env.step`` takes: for a vector env an ``(E,)`` int array (pick), an
+    ``(E, K)`` float32 array (priority) or an ``(E, K * D)`` int array (allocate); for a single
+    env an int or one row.
     """
     eng = engine_of(env)
     b = _bind(policy, eng)
@@ -180,6 +192,8 @@ def act(policy: Policy, env, *, exact: bool = True) -> np.ndarray | int:
     decision = policy.plan(view)
     if eng.cfg.action_mode == "priority":
         out = _priority_action(eng, raw, decision, exact)
+    elif eng.cfg.action_mode == "allocate":
+        out = _allocate_action(eng, raw, decision)
     else:
         out = _pick_action(eng, raw, decision)
     single = not isinstance(getattr(env, "unwrapped", env), VectorEnv)
@@ -216,6 +230,24 @@ def _priority_action(eng: VectorEngine, raw: ClusterView, decision, exact: bool)
     v = np.take_along_axis(sc, eng.visible, axis=1)
     valid = v > -np.inf
     return dense_rescale(v, valid, -np.inf if exact else -1.0).astype(np.float32)
+
+
+def _allocate_action(eng: VectorEngine, raw: ClusterView, decision) -> np.ndarray:
+    """The allocate action asking for the decision's allocation (:func:`envs.allocate.encode`)."""
+    st = raw.status
+    run = st == RUNNING
+    adaptive = None
+    if decision is None:
+        n, t = np.where(run, raw.allocated, 0), raw.gpu_type
+    elif isinstance(decision, Allocation):
+        n, t, adaptive = decision.n, decision.t, decision.adaptive
+    elif isinstance(decision, Priority):
+        sc = np.where(np.isnan(decision.scores) | (st == EMPTY), -np.inf, np.asarray(decision.scores, dtype=np.float64))
+        pol_preempt = np.broadcast_to(np.asarray(decision.preempt, dtype=bool), (eng.E,))
+        n, t = allocation(raw, sc, backfill=decision.backfill, preempt=pol_preempt & eng.reallocating)
+    else:
+        raise TypeError(f"a policy decision must be Priority, Allocation or None, got {type(decision).__name__}")
+    return encode(eng.core, eng.layout, eng.visible, eng.alloc_mask, n, t, adaptive)
 
 
 def _pick_action(eng: VectorEngine, raw: ClusterView, decision) -> np.ndarray:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from envs import metrics, observation
+from envs import allocate, metrics, observation
 from envs.config import FIELDS as SIM_FIELDS
 from envs.config import SimConfig
 from envs.core import EMPTY, RUNNING, WAITING, ClusterCore
@@ -44,12 +44,12 @@ from envs.observation import (  # noqa: F401 (re-exported)
     cluster_offsets,
     observation_size,
 )
-from envs.policy import ClusterView, Priority
+from envs.policy import ClusterView, Priority, execute
 from envs.workload import Workload, drop_oversize, make_workload
 from traces import clusters, models
 from traces.clusters import ClusterSpec
 
-ACTION_MODES = ("pick", "priority")
+ACTION_MODES = ("pick", "priority", "allocate")
 REWARDS = ("jct", "slowdown", "utilization")
 
 
@@ -86,8 +86,9 @@ class EnvConfig:
     ``visible_order`` (so they backfill free GPUs and, when preempting, compete for them) rather
     than never started (running ones keep their GPUs)"""
     preempt_every_event: bool = False
-    """priority mode with ``preemption``: running jobs compete for the GPUs at every step (every
-    event), not only at round boundaries (as SRTF does)"""
+    """priority and allocate modes with ``preemption``: running jobs compete for the GPUs (allocate:
+    may be moved, resized or preempted) at every step (every event), not only at round boundaries
+    (as SRTF does)"""
     max_steps: int | None = None
     trace_jobs: int = 20_000
     trace_seed: int = 0
@@ -113,8 +114,8 @@ class EnvConfig:
             raise ValueError("visible_order='remaining' orders jobs by their remaining work: it needs known_durations=True")
         if self.serve_hidden and self.action_mode != "priority":
             raise ValueError("serve_hidden applies to action_mode='priority' (pick mode starts only visible jobs)")
-        if self.preempt_every_event and not (self.preemption and self.action_mode == "priority"):
-            raise ValueError("preempt_every_event needs action_mode='priority' and preemption=True")
+        if self.preempt_every_event and not (self.preemption and self.action_mode in ("priority", "allocate")):
+            raise ValueError("preempt_every_event needs action_mode='priority' or 'allocate' and preemption=True")
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
         if not (np.isfinite(self.round_length) and self.round_length > 0):
@@ -171,7 +172,8 @@ def _base_workload(cfg: EnvConfig, spec: ClusterSpec) -> tuple[Workload, str, in
     if cfg.trace is not None and cfg.load is not None and span > 0:  # all-at-once: no rate to scale
         trace = window(trace, 0.0, num_jobs=len(trace), load=cfg.load, cluster=spec)
     workload = make_workload(trace, spec, seed=cfg.trace_seed, elastic_fraction=cfg.sim.elastic_fraction,
-                             source=source, dynamic_fraction=cfg.sim.dynamic_fraction)
+                             source=source, dynamic_fraction=cfg.sim.dynamic_fraction, goodput=cfg.sim.goodput,
+                             restart=cfg.sim.restart)
     return workload, source, dropped
 
 
@@ -179,7 +181,9 @@ class VectorEngine:
     """``num_envs`` GpuCluster environments stepped together (see module docstring).
 
     ``dropped_jobs``: jobs of the trace left out for requesting more GPUs than the largest
-    GPU-type pool of the cluster (:func:`envs.workload.drop_oversize`).
+    GPU-type pool of the cluster (:func:`envs.workload.drop_oversize`). ``mask`` is the pick
+    mask ``(E, K + 1)`` (it also feeds the ``fits`` feature); in allocate mode ``alloc_mask``
+    ``(E, mask_size)`` is the action mask (:func:`envs.allocate.masks`).
     """
 
     def __init__(self, num_envs: int = 1, config: EnvConfig | None = None, *,
@@ -198,6 +202,8 @@ class VectorEngine:
             self.base, self.source, self.dropped_jobs = _base_workload(cfg, self.spec)
             sim = cfg.sim.replace(round_length=cfg.round_length if cfg.preemption else None)
             self.core = ClusterCore(self.spec, self.E, sim=sim, min_slots=self.K)
+            if self.base.goodput is not None:
+                self.core.set_goodput(self.base.goodput)
         else:
             self.E, self.spec, self.core = core.E, core.cluster, core
             self.base, self.source, self.dropped_jobs = None, "attached", 0
@@ -209,6 +215,12 @@ class VectorEngine:
         self._model_ids = np.arange(self.M)
         self._slot_ids = np.arange(self.core.S, dtype=np.int64)
         self.obs_dim = observation_size(self.K, self.T)
+        #: the allocate action's layout (``None`` in the other modes)
+        self.layout = allocate.AllocateLayout(self.core, self.K) if cfg.action_mode == "allocate" else None
+        if self.layout is not None:
+            self.obs_dim += observation.allocate_size(self.K, self.T)
+        #: length of an env's action mask (``K + 1`` picks, or the allocate mode's concatenated masks)
+        self.mask_size = self.K + 1 if self.layout is None else self.layout.mask_size
         #: offset of each cluster feature in the observation (``free_gpus``: the first of ``T``)
         self.cluster_offsets = cluster_offsets(self.K, self.T)
         self._gpu_table = observation.gpu_feature_table(self.core.total_gpus, self.core.total_gpus)
@@ -256,6 +268,8 @@ class VectorEngine:
             "submit": submit, "work": b.work[idx], "gpus": b.gpus[idx], "model": b.model[idx],
             "min_gpus": b.min_gpus[idx], "max_gpus": b.max_gpus[idx],
             "growth": b.growth[idx] if b.growth is not None else np.ones(idx.shape),
+            **({"kind": b.kind[idx]} if b.kind is not None else {}),
+            **({"restart": b.restart[idx]} if b.restart is not None else {}),
             "num_jobs": np.full(len(envs), L),
         })
         self._sync_slot_arrays()
@@ -291,6 +305,8 @@ class VectorEngine:
     def _refresh(self) -> None:
         """Recompute the visible slots and the action masks after the state changed."""
         self.mask = self.action_masks()
+        if self.layout is not None:
+            self.alloc_mask = allocate.masks(self.core, self.layout, self.vis, self.reallocating)
 
     def refresh(self) -> None:
         """Catch up with changes made to the core from outside (attached mode)."""
@@ -333,6 +349,12 @@ class VectorEngine:
         """``(E,)`` envs at a round boundary where the env preempts (``preemption=True``)."""
         return self.at_round & bool(self.cfg.preemption)
 
+    @property
+    def reallocating(self) -> np.ndarray:
+        """``(E,)`` envs where running jobs may lose, keep or change their GPUs now: at round
+        boundaries with ``preemption``, at every step with ``preempt_every_event``."""
+        return (self.at_round | bool(self.cfg.preempt_every_event)) & bool(self.cfg.preemption)
+
     def pick(self, e: np.ndarray, a: np.ndarray) -> None:
         """Start the job in visible slot ``a`` of each env ``e`` (allowed picks only)."""
         self._pick(e, self.vis[e, a])
@@ -353,8 +375,8 @@ class VectorEngine:
         return mask
 
     def observe(self) -> tuple[np.ndarray, np.ndarray]:
-        """Observations ``(E, obs_dim)`` float32 in [0, 1] and action masks ``(E, K + 1)``
-        (features: :mod:`envs.observation`)."""
+        """Observations ``(E, obs_dim)`` float32 in [0, 1] and action masks ``(E, mask_size)``
+        (features: :mod:`envs.observation`; allocate mode appends its own)."""
         c = self.core
         largest = int(c.s_gpus.max(initial=0))
         if largest >= len(self._gpu_table):
@@ -365,6 +387,10 @@ class VectorEngine:
                             c.free_per_type(), c.capacity, self.last_dt, c.n_done, c.n_jobs, self._gpu_table,
                             c.total_gpus, bool(self.cfg.known_durations), float(self.cfg.round_length), self.M,
                             self.F, np.empty(c.s_status.shape), obs)
+        if self.layout is not None:
+            base = observation_size(self.K, self.T)
+            obs[:, base:] = observation.allocate_features(c, self.vis, self.reallocating, self._gpu_table)
+            return obs, self.alloc_mask
         return obs, self.mask
 
     # ------------------------------------------------------------------ actions
@@ -468,6 +494,20 @@ class VectorEngine:
             c.serve(np.where(c.s_status == WAITING, -c.s_job.astype(float), -np.inf), envs=stuck)
         return stuck
 
+    def allocate(self, actions: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        """Allocate mode: carry out the allocate actions (``(E, K * D)``, :mod:`envs.allocate`) of
+        the envs ``envs`` through :func:`envs.policy.execute`. If an env would then be stuck (jobs
+        waiting on an idle cluster with nothing left to happen), its oldest waiting jobs start on
+        their requested GPUs. Returns the ``(E,)`` envs whose action was invalid (a masked or
+        out-of-range value for a present job, or stuck)."""
+        c = self.core
+        decision, invalid = allocate.lower(c, self.layout, self.vis, self.reallocating, self.alloc_mask, actions, envs)
+        execute(c, decision, envs)
+        stuck = envs & ~np.isfinite(c.next_event()) & (c.s_status == WAITING).any(axis=1)
+        if stuck.any():
+            c.serve(np.where(c.s_status == WAITING, -c.s_job.astype(float), -np.inf), envs=stuck)
+        return invalid | stuck
+
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Apply one action per env. Returns ``(reward, terminated, truncated, invalid, mask_used)``
         without resetting anything; the adapters handle observations and resets."""
@@ -497,6 +537,9 @@ class VectorEngine:
             adv = live & (a == K)
             if adv.any():
                 self._advance(adv, reward)
+        elif self.cfg.action_mode == "allocate":
+            invalid = self.allocate(actions, live)
+            self._advance(live, reward)
         else:
             # an action with a non-finite score for any visible job is counted (that job is left out)
             present = np.take_along_axis(c.s_status, self.vis, axis=1) != EMPTY

@@ -40,6 +40,8 @@ def _spaces(engine: VectorEngine) -> tuple[spaces.Box, spaces.Space]:
     obs = spaces.Box(0.0, 1.0, shape=(engine.obs_dim,), dtype=np.float32)
     if engine.cfg.action_mode == "pick":
         act: spaces.Space = spaces.Discrete(engine.K + 1)
+    elif engine.cfg.action_mode == "allocate":
+        act = spaces.MultiDiscrete(engine.layout.nvec)
     else:
         act = spaces.Box(-1.0, 1.0, shape=(engine.K,), dtype=np.float32)
     return obs, act
@@ -50,7 +52,8 @@ class GpuClusterEnv(gym.Env):
     ## Description
     A GPU cluster (nodes of one or more GPU types) receives deep-learning training jobs from a
     trace window; the agent decides which waiting jobs start, and with preemption on, which
-    running jobs keep their GPUs at each round boundary. Jobs are gangs: a job runs on exactly
+    running jobs keep their GPUs at each round boundary (in allocate mode also on which GPU type
+    and how many GPUs each job runs). Jobs are gangs: a job runs on exactly
     its requested GPUs (one GPU type) or not at all; its speed depends on the model, the GPU
     type and whether its gang is spread over more nodes than needed; a preempted job resumes
     after a restart overhead. Time is event driven: it jumps to the next arrival, completion,
@@ -73,12 +76,51 @@ class GpuClusterEnv(gym.Env):
     ``serve_hidden=True``: then every job that is not visible ranks after the visible ones, in
     ``visible_order``, so it backfills free GPUs (and, when preempting, competes for them).
 
+    ``action_mode="allocate"``: ``MultiDiscrete`` of ``K`` groups (one per visible slot) of four
+    entries: a job's priority level, GPU type, GPU count and batch-size choice, so an agent can
+    make the decisions of heterogeneity-aware and elastic schedulers (Gavel, Pollux, Sia, ...).
+    The action is lowered to one :class:`envs.policy.Allocation` and carried out by
+    :func:`envs.policy.execute`, the path every baseline takes (:mod:`envs.allocate`).
+
+    ============  ==================  =======================================================
+    entry         values              meaning
+    ============  ==================  =======================================================
+    level         ``0 .. 3``          0: do not run (preempt a running job where allowed);
+                                      jobs with higher levels are served first, ties to the
+                                      earlier job
+    gpu_type      ``0 .. T - 1``      the GPU type (masked to types with at least the job's
+                                      ``min_gpus`` GPUs available)
+    gpus          ``0 .. C - 1``      ``gpus + 1`` GPUs, ``C`` the largest GPU-type pool
+                                      (masked to ``[min_gpus, max_gpus]`` within what an
+                                      allowed type has; a rigid job: its request only)
+    batch         ``0, 1``            goodput jobs: 1 trains at the goodput-optimal batch size,
+                                      0 at its own (plain jobs: 0 only)
+    ============  ==================  =======================================================
+
+    Running jobs keep their GPUs (the mask allows only their type and count, and levels above 0)
+    except at a preemption point (``preemption=True``: a round boundary, or every step with
+    ``preempt_every_event``), where every visible job is decided afresh: a running job given its
+    type and count again keeps its placement and pays nothing; another is moved or resized (and
+    pays the restart overhead) or, at level 0, preempted. Jobs that are not visible keep their
+    GPUs or wait. The mask (``info["action_mask"]``, ``action_masks()``) concatenates the
+    per-entry masks of every slot, the layout sb3-contrib's ``MaskablePPO`` takes for
+    ``MultiDiscrete`` spaces. Entries are masked one by one, so a choice may still not fit (a
+    type and a count each allowed but not together, or two jobs asking for the same GPUs): a job
+    that does not get its count of its type takes what is left of its type (at least
+    ``min_gpus``), else what is left of the fastest type for its model with room, else nothing.
+    Time then advances to the next event.
+
     A forbidden action never crashes: in pick mode (a masked slot, a number outside ``0..K`` or
     not an integer, e.g. 1.7) it is replaced by *advance* (or, when nothing can happen without a
     start, by the first startable slot); in priority mode non-finite scores (NaN, +-inf) leave
-    their job out. ``info["invalid_actions"]`` counts the episode's forbidden actions: a pick
-    action once, a priority action once if any visible job got a non-finite score (scores of
-    empty slots are ignored).
+    their job out; in allocate mode a masked, out-of-range or non-integer entry of a present job
+    is replaced by the first allowed level or batch choice, the fastest allowed type or the
+    nearest allowed count, and if nothing could then happen (jobs waiting on an idle cluster, no
+    event pending) the oldest waiting jobs start on their requested GPUs.
+    ``info["invalid_actions"]`` counts the episode's forbidden actions: a pick action once, a
+    priority action once if any visible job got a non-finite score (scores of empty slots are
+    ignored), an allocate action once if it held a forbidden entry for a present job or left the
+    env stuck (entries of empty slots are ignored).
 
     ## Observation Space
     ``Box(0, 1, (K * F + T + 12,), float32)``: ``K`` visible slots of ``F`` features each, then
@@ -119,6 +161,28 @@ class GpuClusterEnv(gym.Env):
     queue_remaining_mean (known)      ``remaining`` over every waiting job
     ================================  ==========================================================
 
+    In allocate mode the observation continues with
+    :data:`envs.observation.ALLOCATE_SLOT_FEATURES` for each visible slot (slot-major), then
+    :data:`envs.observation.ALLOCATE_CLUSTER_FEATURES` (computed in NumPy,
+    :func:`envs.observation.allocate_features`):
+
+    ================================  ==========================================================
+    allocate feature                  meaning
+    ================================  ==========================================================
+    elastic                           the job's GPU count may vary (``min_gpus < max_gpus``)
+    min_gpus, max_gpus                its bounds, scaled as ``gpus``
+    goodput, adaptive                 a goodput job (:mod:`envs.goodput`); at the optimal batch
+    batch_gain                        goodput jobs: ``1 - own / optimal`` goodput at its request
+                                      in its current phase (the gain of the adaptive batch)
+    phase                             efficiency or dynamic-adaptation phase / phases
+    speed (one per GPU type)          its model's speed on the type / on its fastest type
+    on_type (one per GPU type)        it holds GPUs of the type
+    reallocating (cluster)            running jobs may be moved, resized or preempted now
+    largest_free_node (per type)      most free GPUs on one node of the type / largest node
+    free_nodes (per type)             share of the type's nodes entirely free
+    fragmented_free (per type)        free GPUs on partly used nodes / the type's capacity
+    ================================  ==========================================================
+
     The action mask is in ``info["action_mask"]`` and ``action_masks()``.
 
     ## Rewards
@@ -155,7 +219,7 @@ class GpuClusterEnv(gym.Env):
     ``cluster`` (preset name or :class:`traces.ClusterSpec`, default ``"tiny"``: 2 x 4 V100,
     small enough that 64-job windows of a heavy-tailed trace contend), ``num_jobs`` (window
     size, 64), ``load`` (target offered load of the whole trace, 1.0; ``None`` keeps the trace's
-    arrivals), ``max_slots`` (K, 32), ``action_mode`` (``"pick"``/``"priority"``),
+    arrivals), ``max_slots`` (K, 32), ``action_mode`` (``"pick"``/``"priority"``/``"allocate"``),
     ``preemption`` (False), ``round_length`` (the env's round period, with preemption),
     ``reward``, ``reward_scale``, ``known_durations`` (False), ``visible_order``
     (``"arrival"``), ``serve_hidden`` (False), ``preempt_every_event`` (False), ``max_steps``, ``trace_jobs`` /
@@ -185,7 +249,7 @@ class GpuClusterEnv(gym.Env):
         self.render_mode = _render_mode(render_mode)
         self.engine = VectorEngine(1, EnvConfig.from_options(**options))
         self.observation_space, self.action_space = _spaces(self.engine)
-        self._mask = np.ones(self.engine.K + 1, dtype=bool)
+        self._mask = np.ones(self.engine.mask_size, dtype=bool)
 
     @property
     def config(self) -> EnvConfig:
@@ -219,7 +283,7 @@ class GpuClusterEnv(gym.Env):
         eng = self.engine
         if eng.needs_reset[0]:
             raise RuntimeError("GpuClusterEnv.step called before reset() or after the episode ended")
-        reward, term, trunc, _invalid, _live = eng.step(np.asarray([action]).reshape(1, -1) if eng.cfg.action_mode == "priority" else np.array([action]))
+        reward, term, trunc, _invalid, _live = eng.step(np.asarray([action]).reshape(1, -1) if eng.cfg.action_mode != "pick" else np.array([action]))
         obs, mask = eng.observe()
         self._mask = mask[0]
         info = self._info()
@@ -266,7 +330,7 @@ class GpuClusterVectorEnv(VectorEnv):
         self.single_observation_space, self.single_action_space = _spaces(self.engine)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._mask = np.ones((self.num_envs, self.engine.K + 1), dtype=bool)
+        self._mask = np.ones((self.num_envs, self.engine.mask_size), dtype=bool)
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         eng = self.engine

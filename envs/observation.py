@@ -258,3 +258,87 @@ def observe(vis, mask, status, repick, gpus, submit, attained, n, restart_until,
         row[at + 9] = w_max
         row[at + 10] = a_sum / nq
         row[at + 11] = rem_sum / nq
+
+
+# ---------------------------------------------------------------------------------- allocate mode
+#: extra features of each visible slot in ``action_mode="allocate"``, appended after the cluster
+#: features (slot-major); ``speed`` and ``on_type`` are one entry per GPU type
+ALLOCATE_SLOT_FEATURES = ("elastic", "min_gpus", "max_gpus", "goodput", "adaptive", "batch_gain", "phase",
+                          "speed", "on_type")
+#: extra cluster features in ``action_mode="allocate"``, after the slots' extra features; all but
+#: ``reallocating`` are one entry per GPU type
+ALLOCATE_CLUSTER_FEATURES = ("reallocating", "largest_free_node", "free_nodes", "fragmented_free")
+#: the allocate-mode features that have one entry per GPU type
+PER_TYPE = frozenset({"speed", "on_type", "largest_free_node", "free_nodes", "fragmented_free"})
+
+
+def _width(names: tuple[str, ...], T: int) -> int:
+    return sum(T if n in PER_TYPE else 1 for n in names)
+
+
+def allocate_size(K: int, T: int) -> int:
+    """Length of the allocate-mode extra features for ``K`` slots and ``T`` GPU types."""
+    return K * _width(ALLOCATE_SLOT_FEATURES, T) + _width(ALLOCATE_CLUSTER_FEATURES, T)
+
+
+def allocate_features(core, vis: np.ndarray, realloc: np.ndarray, gpu_table: np.ndarray) -> np.ndarray:
+    """``(E, allocate_size(K, T))`` float32 in [0, 1]: the allocate-mode features (NumPy).
+
+    Per visible slot (0 for an empty slot): ``elastic`` (its GPU count may vary), ``min_gpus``,
+    ``max_gpus`` (scaled as ``gpus``), ``goodput`` (a goodput-modelled job, :mod:`envs.goodput`),
+    ``adaptive`` (it trains at the goodput-optimal batch size), ``batch_gain`` (goodput jobs: the
+    goodput at its request on the cluster's first GPU type, in its current phase, with the optimal batch size over that with its
+    own, ``g``, as ``1 - 1 / g``, so 0 = no gain), ``phase`` (the job's efficiency or
+    dynamic-adaptation phase over the number of phases), ``speed`` (per GPU type: the speed of
+    its model on that type over its speed on its fastest type, the throughput table) and
+    ``on_type`` (per GPU type: it holds GPUs of that type). Cluster: ``reallocating`` (running
+    jobs may be moved, resized or preempted now), and per GPU type ``largest_free_node`` (the
+    most free GPUs on one node of the type over the largest node of the type), ``free_nodes``
+    (share of its nodes entirely free) and ``fragmented_free`` (free GPUs on partly used nodes
+    over the type's capacity): node-level fragmentation."""
+    E, K = vis.shape
+    T = core.T
+    take = lambda a: np.take_along_axis(a, vis, axis=1)  # noqa: E731
+    st = take(core.s_status)
+    present = st != EMPTY
+    p = present.astype(np.float64)
+    lo, hi, kind, model = take(core.s_min), take(core.s_max), take(core.s_kind), take(core.s_model)
+    goodput = present & (kind >= 0)
+    top = len(gpu_table) - 1
+    speed = core.speed[model]
+    speed = speed / np.maximum(speed.max(axis=2, keepdims=True), 1e-12) * p[:, :, None]
+    on_type = ((st == RUNNING)[:, :, None] & (take(core.s_t)[:, :, None] == np.arange(T)[None, None, :]))
+    phase = take(core.s_phase).astype(np.float64)
+    gain = np.zeros((E, K))
+    g = core.goodput
+    if g is not None and goodput.any():
+        phases = g.bounds.shape[1]
+        e, k = np.nonzero(goodput)
+        kk, ph = kind[e, k], np.minimum(phase[e, k], phases - 1).astype(np.int64)
+        req = np.minimum(take(core.s_gpus)[e, k], g.max_gpus)
+        ref = 0
+        own = g.rate[kk, ph, ref, req, 0, 0]
+        best = g.rate[kk, ph, ref, req, 0, 1]
+        gain[e, k] = np.where(own > 0, 1.0 - own / np.maximum(best, own + 1e-300), 0.0)
+        n_phase = np.full((E, K), float(core.dynamic_phases))
+        n_phase[e, k] = phases
+    else:
+        n_phase = np.full((E, K), float(core.dynamic_phases))
+    slot = np.concatenate([
+        np.stack([present & (lo != hi), gpu_table[np.clip(lo, 0, top)] * p, gpu_table[np.clip(hi, 0, top)] * p,
+                  goodput, goodput & take(core.s_adapt), gain, np.clip(phase / n_phase, 0.0, 1.0) * p],
+                 axis=2).astype(np.float64),
+        speed, on_type.astype(np.float64)], axis=2).reshape(E, -1)
+    free = core.free
+    cols = [realloc.astype(np.float64)[:, None]]
+    largest, whole, frag = (np.zeros((E, T)) for _ in range(3))
+    for t in range(T):
+        nodes = core.node_type == t
+        cap = core.node_cap[nodes]
+        f = free[:, nodes]
+        largest[:, t] = f.max(axis=1, initial=0) / max(int(cap.max(initial=1)), 1)
+        full = f == cap[None, :]
+        whole[:, t] = full.sum(axis=1) / max(int(nodes.sum()), 1)
+        frag[:, t] = np.where(full, 0, f).sum(axis=1) / max(int(core.capacity[t]), 1)
+    cols += [largest, whole, frag]
+    return np.concatenate([slot, *cols], axis=1).astype(np.float32)

@@ -35,7 +35,7 @@ class GpuClusterVecEnv(VecEnv):
         super().__init__(num_envs, obs_space, act_space)
         self._seed = seed
         self._actions: np.ndarray | None = None
-        self._mask = np.ones((num_envs, self.engine.K + 1), dtype=bool)
+        self._mask = np.ones((num_envs, self.engine.mask_size), dtype=bool)
         self._t0 = time.time()
 
     def reset(self) -> np.ndarray:
@@ -75,7 +75,8 @@ class GpuClusterVecEnv(VecEnv):
         return obs, reward.astype(np.float32), done, infos
 
     def action_masks(self) -> np.ndarray:
-        """``(num_envs, K + 1)`` allowed actions now."""
+        """``(num_envs, mask_size)`` allowed actions now (``K + 1`` picks, or allocate mode's
+        concatenated per-dimension masks)."""
         return self._mask.copy()
 
     def close(self) -> None:

@@ -100,6 +100,19 @@ def priority_actions(rng: np.random.Generator, E: int, K: int) -> tuple[np.ndarr
     return arr, clean, all_bad
 
 
+def allocate_actions(rng: np.random.Generator, env: GpuClusterVectorEnv, valid: float = 0.5) -> np.ndarray:
+    """Allocate-mode actions: every entry drawn from the allowed values in a share ``valid`` of the
+    envs, from one below to one above its range in the others (so many are masked or out of range)."""
+    nvec = env.engine.layout.nvec
+    E = env.num_envs
+    out = rng.integers(-1, nvec + 1, (E, len(nvec)))
+    mask = env.action_masks()
+    at = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+    for e in np.flatnonzero(rng.random(E) < valid):
+        out[e] = [rng.choice(np.flatnonzero(mask[e, a:a + n])) for a, n in zip(at, nvec, strict=True)]
+    return out
+
+
 # ---------------------------------------------------------------------------- invariants
 def check_state(env: GpuClusterVectorEnv, obs: np.ndarray, info: dict) -> None:
     """Invariants of the state the vector env shows after a step or reset."""
@@ -112,9 +125,11 @@ def check_state(env: GpuClusterVectorEnv, obs: np.ndarray, info: dict) -> None:
     # masks: one allowed action at least; the same in info, action_masks() and the fits feature;
     # a slot is allowed iff it shows a waiting job that fits on some GPU type now
     mask = info["action_mask"]
-    assert mask.shape == (E, K + 1) and mask.dtype == bool
+    assert mask.shape == (E, eng.mask_size) and mask.dtype == bool
     assert mask.any(axis=1).all(), "an env with no allowed action"
     np.testing.assert_array_equal(mask, env.action_masks())
+    if eng.layout is not None:  # allocate mode: the pick mask still feeds the fits feature
+        mask = eng.mask
     feats = obs[:, : K * F].reshape(E, K, F)
     np.testing.assert_array_equal(feats[:, :, FEATURE["fits"]] > 0.5, mask[:, :K])
     vis = np.asarray(eng.visible)
@@ -171,6 +186,8 @@ def soak(env: GpuClusterVectorEnv, seed: int, steps: int, on_step: Callable[[int
     for step in range(steps):
         if cfg.action_mode == "pick":
             actions, expect_invalid = pick_actions(rng, info["action_mask"])
+        elif cfg.action_mode == "allocate":
+            actions = allocate_actions(rng, env)
         else:
             actions, clean, all_bad = priority_actions(rng, E, K)
             # a score counts only for a job on show
@@ -213,6 +230,8 @@ def soak(env: GpuClusterVectorEnv, seed: int, steps: int, on_step: Callable[[int
         delta = end_invalid - invalid
         if cfg.action_mode == "pick":
             np.testing.assert_array_equal(delta, expect_invalid.astype(np.int64), err_msg=f"actions {actions!r}")
+        elif cfg.action_mode == "allocate":
+            assert ((delta == 0) | (delta == 1)).all(), "an allocate action counted other than once or not at all"
         else:
             assert (delta[clean] == 0).all(), f"in-range finite scores counted invalid: {actions!r}"
             assert (delta[all_bad] >= 1).all(), f"non-finite scores for the jobs on show not counted: {actions!r}"
@@ -302,6 +321,8 @@ class EpisodeLog:
                 weights = rng.random(mask.shape) * mask
                 weights[:, K] *= 0.5  # pick more often than advance: queues stay short
                 actions = weights.argmax(axis=1)
+            elif self.eng.cfg.action_mode == "allocate":
+                actions = allocate_actions(rng, env, valid=1.0)
             else:
                 actions = rng.uniform(-1, 1, size=(env.num_envs, K)).astype(np.float32)
             _, reward, term, trunc, info = env.step(actions)
@@ -379,6 +400,8 @@ def trajectory(options: dict, seed: int, steps: int) -> list[tuple]:
     for _ in range(steps):
         if options["action_mode"] == "pick":
             actions, _ = pick_actions(rng, info["action_mask"])
+        elif options["action_mode"] == "allocate":
+            actions = allocate_actions(rng, env)
         else:
             actions, _, _ = priority_actions(rng, N_ENVS, env.engine.K)
         with np.errstate(invalid="ignore", over="ignore"):

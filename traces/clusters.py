@@ -6,6 +6,7 @@ Presets (:func:`get` by name, or call the function):
 - ``pollux``: the 64-GPU cluster Pollux and Sia evaluate on, 16 nodes x 4 GPUs (T4 in the
   Pollux testbed).
 - ``gavel``: a V100/P100/K80 mix in the style of Gavel's simulated cluster (3 x 12 nodes x 4).
+- ``gavel_mini``: the same three types, 2 nodes x 4 GPUs each (24 GPUs: short windows contend).
 - ``philly``: the Philly machine list (321 x 2 + 231 x 8 GPUs = 2,490). The GPU model was not
   disclosed; its nodes carry the reference type ``v100`` so trace durations replay unchanged.
 - ``alibaba_pai``: the Alibaba PAI 2020 GPU inventory (MISC 280 x 8, P100 798 x 2, T4 497 x 2,
@@ -117,6 +118,11 @@ def gavel() -> ClusterSpec:
     return from_counts("gavel", [("v100", 12, 4, 32, 244), ("p100", 12, 4, 32, 244), ("k80", 12, 4, 32, 244)])
 
 
+def gavel_mini() -> ClusterSpec:
+    """Gavel's three GPU types at a scale where short windows contend: 2 nodes x 4 GPUs each."""
+    return from_counts("gavel_mini", [("v100", 2, 4, 32, 244), ("p100", 2, 4, 32, 244), ("k80", 2, 4, 32, 244)])
+
+
 def philly(path: str | Path | None = None) -> ClusterSpec:
     """The Philly cluster; from the carried counts, or from a ``cluster_machine_list`` file."""
     if path is None:
@@ -166,7 +172,7 @@ def alibaba_pai(path: str | Path | None = None) -> ClusterSpec:
 
 
 PRESETS: dict[str, Callable[[], ClusterSpec]] = {
-    "tiny": tiny, "small": small, "pollux": pollux, "gavel": gavel, "philly": philly,
+    "tiny": tiny, "small": small, "pollux": pollux, "gavel": gavel, "gavel_mini": gavel_mini, "philly": philly,
     "alibaba_pai": alibaba_pai,
 }
 
