@@ -22,7 +22,7 @@ track: with ``--known-durations`` against the oracle baselines (SRTF, SJF, Themi
 without against the others. Baseline episodes run in ``--eval-workers`` background processes
 during training and are cached (``--baseline-cache``), so a second run only simulates the agent.
 
-    python train.py                                   # synthetic default: 7 min on 2 shared CPUs, 1.5 warm
+    python train.py                                   # synthetic default: 2.5 min on 2 CPUs, cold
     python train.py --trace ../shared/traces/philly/pollux_philly.csv.gz --total-timesteps 300000 \
         --eval-every 100000 --output runs/philly      # the real Philly trace
     python train.py --resume runs/default             # continue a killed or finished run
