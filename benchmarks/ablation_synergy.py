@@ -32,22 +32,16 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import baselines
 from envs import simulate
-from leaderboard.paper_workloads import synergy_cluster, synergy_trace
-from traces import synthetic
+from leaderboard.paper_workloads import cpu_heavy_trace, synergy_cluster, synergy_trace
 
 PAPER_RATIO = 3.4
 BY = 10_000.0  # seconds: the capacity row counts the work finished by then
-SINGLE = np.array(["resnet18", "a3c", "cyclegan", "resnet50", "transformer", "lm"])
-SINGLE_P = [0.35, 0.25, 0.15, 0.05, 0.10, 0.10]
-MULTI = np.array(["resnet18", "resnet50", "transformer", "lm"])
-MULTI_P = [0.6, 0.1, 0.15, 0.15]
 
 # (label, servers, jobs, mix, load, order, batch at t=0)
 VARIANTS = [
@@ -62,21 +56,11 @@ VARIANTS = [
 ]
 
 
-def heavy_trace(num_jobs: int, load: float, seed: int, spec) -> pd.DataFrame:
-    """The CPU-heavy window of ``tests/test_synergy.py``."""
-    tr = synthetic(num_jobs, load=load, cluster=spec, seed=seed, max_gpus=8, duration_range=(600, 20000))
-    rng = np.random.default_rng(seed)
-    single = rng.choice(SINGLE, size=len(tr), p=SINGLE_P)
-    multi = rng.choice(MULTI, size=len(tr), p=MULTI_P)
-    tr["model"] = np.where(tr["num_gpus"] > 1, multi, single)
-    return tr
-
-
 def run(job: tuple) -> tuple:
     """Average JCT and makespan of proportional and TUNE on one window."""
     key, (servers, n, mix, load, order, batch), seed = job[0], job[0][:6], job[1]
     spec = synergy_cluster(servers)
-    tr = heavy_trace(n, load, seed, spec) if mix == "heavy" else synergy_trace(n, load, seed, cluster=spec)
+    tr = cpu_heavy_trace(n, load, seed, spec) if mix == "heavy" else synergy_trace(n, load, seed, cluster=spec)
     if batch:
         tr["submit_time"] = 0.0
     out = []

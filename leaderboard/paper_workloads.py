@@ -23,6 +23,9 @@ They build on the simulator (durations rescaled through its speed model), so the
   the models of a task). The simulator's model table lacks most of Synergy's models, so each is
   stood in for by the model whose CPU profile (:data:`traces.models.CPU_PROFILE`: CPUs per GPU
   at the best speed, and that speed) is nearest: :data:`SYNERGY_PROXIES`.
+- :func:`cpu_heavy_trace`: a Philly-like window whose models are mostly CPU-sensitive (one-GPU
+  jobs mostly ResNet-18, A3C and CycleGAN; gangs mostly ResNet-18), the setting of Synergy's
+  tests and of its reproduction row.
 - :func:`lucid_small_jobs`: Lucid's setting: mostly small recurring jobs (GPU counts 1/2/4 at
   65/30/5%), log-normal durations around a median per model (:data:`LUCID_MEDIAN`), Poisson
   arrivals.
@@ -41,8 +44,18 @@ from traces.schema import make_trace
 from traces.synthetic import synthetic
 
 __all__ = [
-    "LUCID_MEDIAN", "SYNERGY_MIX", "SYNERGY_PROXIES", "TACC_32", "lucid_small_jobs", "shockwave_trace",
-    "static_batch_durations", "synergy_cluster", "synergy_trace",
+    "CPU_HEAVY_MULTI",
+    "CPU_HEAVY_SINGLE",
+    "LUCID_MEDIAN",
+    "SYNERGY_MIX",
+    "SYNERGY_PROXIES",
+    "TACC_32",
+    "cpu_heavy_trace",
+    "lucid_small_jobs",
+    "shockwave_trace",
+    "static_batch_durations",
+    "synergy_cluster",
+    "synergy_trace",
 ]
 
 #: the Shockwave artifact's 32-GPU physical cluster (TACC: 8 nodes x 4 V100 there; the GPU count is
@@ -155,3 +168,20 @@ def lucid_small_jobs(num_jobs: int, seed: int, jobs_per_hour: float = 24.0) -> p
     model = rng.choice(models.MODELS, num_jobs)
     dur = np.array([LUCID_MEDIAN[m] for m in model]) * np.exp(rng.normal(0.0, 0.5, num_jobs))
     return make_trace(pd.DataFrame({"submit_time": submit, "duration": dur, "num_gpus": gpus, "model": model}))
+
+
+#: models and their probabilities of :func:`cpu_heavy_trace`'s one-GPU jobs and of its gangs
+#: (models that scale past one GPU)
+CPU_HEAVY_SINGLE = (("resnet18", "a3c", "cyclegan", "resnet50", "transformer", "lm"), (0.35, 0.25, 0.15, 0.05, 0.10, 0.10))
+CPU_HEAVY_MULTI = (("resnet18", "resnet50", "transformer", "lm"), (0.6, 0.1, 0.15, 0.15))
+
+
+def cpu_heavy_trace(num_jobs: int, load: float, seed: int, cluster: ClusterSpec) -> pd.DataFrame:
+    """A Philly-like synthetic window (up to 8 GPUs, 600-20,000 s) on ``cluster`` whose models
+    are drawn from :data:`CPU_HEAVY_SINGLE` (one-GPU jobs) and :data:`CPU_HEAVY_MULTI` (gangs)."""
+    tr = synthetic(num_jobs, load=load, cluster=cluster, seed=seed, max_gpus=8, duration_range=(600, 20000))
+    rng = np.random.default_rng(seed)
+    single = rng.choice(np.array(CPU_HEAVY_SINGLE[0]), size=len(tr), p=list(CPU_HEAVY_SINGLE[1]))
+    multi = rng.choice(np.array(CPU_HEAVY_MULTI[0]), size=len(tr), p=list(CPU_HEAVY_MULTI[1]))
+    tr["model"] = np.where(tr["num_gpus"] > 1, multi, single)
+    return tr

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leaderboard.paper_workloads import lucid_small_jobs, shockwave_trace
+from leaderboard.paper_workloads import cpu_heavy_trace, lucid_small_jobs, shockwave_trace
 
 #: the scales a row can run at
 SCALES = ("small", "full")
@@ -215,19 +215,6 @@ def gavel_workload(num_jobs: int, jobs_per_hour: float, seed: int) -> pd.DataFra
     model = np.where(gpus > 1, rng.choice(MULTI_GPU_MODELS, num_jobs), rng.choice(MODELS, num_jobs))
     return make_trace(pd.DataFrame({"submit_time": submit, "duration": minutes * 60.0, "num_gpus": gpus,
                                     "model": model}))
-
-
-def cpu_heavy_trace(num_jobs: int, load: float, seed: int, spec) -> pd.DataFrame:
-    """A Philly-like synthetic window whose models are mostly CPU-sensitive (Synergy's mix)."""
-    from traces import synthetic
-
-    tr = synthetic(num_jobs, load=load, cluster=spec, seed=seed, max_gpus=8, duration_range=(600, 20000))
-    rng = np.random.default_rng(seed)
-    single = rng.choice(["resnet18", "a3c", "cyclegan", "resnet50", "transformer", "lm"], size=len(tr),
-                        p=[0.35, 0.25, 0.15, 0.05, 0.10, 0.10])
-    multi = rng.choice(["resnet18", "resnet50", "transformer", "lm"], size=len(tr), p=[0.6, 0.1, 0.15, 0.15])
-    tr["model"] = np.where(tr["num_gpus"] > 1, multi, single)
-    return tr
 
 
 def spanning_workload(seed: int, n: int) -> pd.DataFrame:

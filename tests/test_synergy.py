@@ -19,24 +19,16 @@ import baselines
 from baselines.synergy import IDEAL_CPU, IDEAL_MEM, Synergy, job_fair, plan_resources
 from envs import ClusterCore, ClusterView, make_workload, simulate
 from envs.policy import execute
+from leaderboard import paper_workloads
 from leaderboard.paper_workloads import SYNERGY_MIX, SYNERGY_PROXIES, synergy_cluster, synergy_trace
-from traces import clusters, make_trace, models, synthetic
+from traces import clusters, make_trace, models
 
 SPEC = clusters.homogeneous(4, 8, cpus=24, mem_gb=500, name="synergy-4x8")  # Synergy's server shape
-SINGLE = np.array(["resnet18", "a3c", "cyclegan", "resnet50", "transformer", "lm"])
-SINGLE_P = [0.35, 0.25, 0.15, 0.05, 0.10, 0.10]
-MULTI = np.array(["resnet18", "resnet50", "transformer", "lm"])  # models that scale past one GPU
-MULTI_P = [0.6, 0.1, 0.15, 0.15]
 
 
 def cpu_heavy_trace(num_jobs: int, load: float, seed: int) -> pd.DataFrame:
-    """A Philly-like synthetic window whose models are mostly CPU-sensitive."""
-    tr = synthetic(num_jobs, load=load, cluster=SPEC, seed=seed, max_gpus=8, duration_range=(600, 20000))
-    rng = np.random.default_rng(seed)
-    single = rng.choice(SINGLE, size=len(tr), p=SINGLE_P)
-    multi = rng.choice(MULTI, size=len(tr), p=MULTI_P)
-    tr["model"] = np.where(tr["num_gpus"] > 1, multi, single)
-    return tr
+    """The CPU-heavy window (:func:`leaderboard.paper_workloads.cpu_heavy_trace`) on :data:`SPEC`."""
+    return paper_workloads.cpu_heavy_trace(num_jobs, load, seed, SPEC)
 
 
 def table(rows):
