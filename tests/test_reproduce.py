@@ -136,7 +136,8 @@ def test_the_written_report_holds_the_run_s_figures(small_run):
         assert n == m.n and (mean == pytest.approx(m.ours, abs=tol) or mean == m.ours == math.inf)
         assert (math.isnan(half) and math.isnan(m.half)) or half == pytest.approx(m.half, abs=tol)
         assert line["verdict"] == m.verdict
-        assert line["command"] == f"`python -m leaderboard reproduce --rows {res.name} --scale small`"
+        agent = " --agent AGENT_DIR" if res.name == "agent" else ""
+        assert line["command"] == f"`python -m leaderboard reproduce --rows {res.name} --scale small{agent}`"
         reason = R.get_row(res.name).reason
         if m.verdict != "holds" and reason:  # written on the row's first line that needs it
             assert line["reason where magnitude differs"] == ("" if res.name in reason_said else reason)
