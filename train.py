@@ -115,6 +115,7 @@ from envs.sb3 import GpuClusterVecEnv
 from envs.workload import drop_oversize
 from traces import clusters, load_trace, synthetic, window
 from traces.clusters import ClusterSpec
+from traces.paths import PHILLY_POLLUX_CSV, shared_file
 
 
 @dataclass
@@ -212,6 +213,10 @@ class Args:
     eval_min_waiting: float = 0.1
     """a candidate window is contended, hence kept, when at least this fraction of its jobs
     wait more than 1 s under FIFO"""
+    baselines: str = "all"
+    """baselines of the final table: 'all' (every registered one) or a comma-separated list of
+    names (fifo and tiresias, the validation references, are always included); a shorter list
+    saves judging time on traces where the optimisation baselines are slow"""
     eval_workers: int = 2
     """processes replaying baseline episodes and candidate windows, in the background of the
     training (results do not depend on it; with fewer than 8 --eval-windows all run in the main
@@ -248,7 +253,10 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
     for node, nxt in zip(body, [*body[1:], None], strict=True):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
             docs[node.target.id] = " ".join(nxt.value.value.split())
-    parser = argparse.ArgumentParser(prog="python train.py", description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="python train.py", description=__doc__, formatter_class=HelpFormatter,
+                                     epilog="--preset NAME: the flags of a named run, before the others given "
+                                            f"(which override them); NAME is one of {', '.join(PRESETS)}: "
+                                            "the runs of the shipped agents (agents/pretrained/)")
     for f in dataclasses.fields(Args):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if defaults else argparse.SUPPRESS
@@ -260,8 +268,43 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+#: baselines of the presets' final tables: every one but the slow optimisation baselines (Sia,
+#: Pollux, Gavel's FTF and makespan objectives, Shockwave), which on a cluster of one GPU type
+#: and rigid jobs take seconds per episode and are not the best there
+PRESET_BASELINES = "fifo,fjf,sjf,srtf,las,tiresias,gandiva,optimus,themis,gavel,gavel_agnostic,lyra,heet,synergy,lucid,cassini"
+
+#: named runs (``--preset NAME``): the flags of the runs that trained the shipped agents
+#: (``agents/pretrained/NAME/training.json`` records each run's command, seed and results); flags
+#: given after them on the command line override them. ``{philly}`` is the Philly trace file.
+PRESETS: dict[str, list[str]] = {
+    name: ["--trace", "{philly}", "--known-durations" if clairvoyant else "--no-known-durations",
+           "--total-timesteps", "300000", "--eval-every", "50000", "--baselines", PRESET_BASELINES,
+           "--output", f"runs/{name}"]
+    for name, clairvoyant in (("philly-clairvoyant", True), ("philly-nonclairvoyant", False))
+}
+
+
+def expand_preset(argv: list[str]) -> list[str]:
+    """``argv`` with ``--preset NAME`` replaced by the preset's flags (before the others, which
+    override them)."""
+    for i, a in enumerate(argv):
+        if a == "--preset" or a.startswith("--preset="):
+            name = a.partition("=")[2] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+            rest = argv[:i] + argv[i + (1 if "=" in a else 2):]
+            if name not in PRESETS:
+                sys.exit(f"--preset: unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+            philly = shared_file(*PHILLY_POLLUX_CSV)
+            if philly is None:
+                sys.exit(f"--preset {name} trains on the Philly trace, which is not here: put the shared data "
+                         f"folder beside the checkout (../shared) or name it with CLUSTERGYM_SHARED")
+            return [f.replace("{philly}", str(philly)) for f in PRESETS[name]] + expand_preset(rest)
+    return list(argv)
+
+
 def parse_args(argv: list[str] | None = None) -> Args:
-    """The :class:`Args` of a command line (defaults where a flag is not given)."""
+    """The :class:`Args` of a command line (defaults where a flag is not given; ``--preset``
+    expanded first)."""
+    argv = expand_preset(sys.argv[1:] if argv is None else argv)
     args = Args(**vars(build_parser().parse_args(argv)))
     if args.action_mode == "allocate":  # MultiDiscrete with masks: MaskablePPO's MLP policy
         given = given_flags(argv)
@@ -270,6 +313,10 @@ def parse_args(argv: list[str] | None = None) -> Args:
         if (args.algo, args.policy) != ("maskable_ppo", "mlp"):
             sys.exit("--action-mode allocate trains a masked MultiDiscrete action: it needs --algo maskable_ppo "
                      "and --policy mlp")
+    try:
+        judged_baselines(args.baselines)
+    except ValueError as e:
+        sys.exit(f"--baselines: {e}")
     for name in ("eval_every", "checkpoint_every"):
         if getattr(args, name) < 0:
             sys.exit(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
@@ -281,8 +328,24 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return args
 
 
+def judged_baselines(spec: str) -> list[str]:
+    """The baselines of the final table named by ``--baselines`` (registry order; FIFO and the
+    validation references always in)."""
+    known = baselines.names()
+    if spec.strip() == "all":
+        return list(known)
+    asked = {n.strip() for n in spec.split(",") if n.strip()}
+    unknown = sorted(asked - set(known))
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: all, {', '.join(known)}")
+    asked |= {"fifo", *EVAL_BASELINES}
+    return [n for n in known if n in asked]
+
+
 def given_flags(argv: list[str] | None = None) -> set[str]:
-    """The :class:`Args` fields named on the command line (rather than left to their defaults)."""
+    """The :class:`Args` fields named on the command line, a preset's included (rather than
+    left to their defaults)."""
+    argv = expand_preset(sys.argv[1:] if argv is None else argv)
     return set(vars(build_parser(defaults=False).parse_args(argv)))
 
 
@@ -733,7 +796,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             pool.shutdown(cancel_futures=True)
         sys.exit(f"--eval-windows: {e}")
     background = {"validation": BaselineJob(windows["validation"], spec, EVAL_BASELINES, seeds, cache, pool),
-                  "test": BaselineJob(windows["test"], spec, baselines.names(), seeds, cache, pool)}
+                  "test": BaselineJob(windows["test"], spec, judged_baselines(args.baselines), seeds, cache, pool)}
     print(f"trace: {len(trace)} jobs ({args.trace or 'synthetic'}): train {len(split.train)}, validation "
           f"{len(split.validation)}, test {len(split.test)}; evaluation windows on {spec!r}:")
     for w in windows.values():

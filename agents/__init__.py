@@ -18,6 +18,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.device import resolve_device
 from agents.networks import SlotExtractor, SlotPolicy, SlotScorePolicy
+from agents.pretrained import pretrained_names, resolve_agent, training_record
 from agents.threads import ensure_torch_threads, set_torch_threads
 from envs.core import EMPTY
 from envs.engine import SLOT_FEATURES, EnvConfig, VectorEngine, observation_size
@@ -30,8 +31,8 @@ ENV_KEYS = ("max_slots", "known_durations", "action_mode", "preemption", "round_
             "reward", "reward_scale", "visible_order", "serve_hidden", "preempt_every_event")
 
 __all__ = ["ALGOS", "Agent", "AgentPolicy", "SlotExtractor", "SlotPolicy", "SlotScorePolicy",
-           "ensure_torch_threads", "load_agent", "make_model", "policy_kwargs_for", "resolve_device", "save_agent",
-           "set_torch_threads"]
+           "ensure_torch_threads", "load_agent", "make_model", "policy_kwargs_for", "pretrained_names",
+           "resolve_agent", "resolve_device", "save_agent", "set_torch_threads", "training_record"]
 
 
 def policy_kwargs_for(env_config: EnvConfig, hidden: int = 64) -> dict:
@@ -89,11 +90,12 @@ def save_agent(model: BaseAlgorithm, path: str | Path, *, algo: str, policy: str
 
 
 def load_agent(path: str | Path, device: str = "cpu") -> Agent:
-    """Load an agent folder written by :func:`save_agent` (clear error if it is not one), its
-    network on ``device`` whatever device it was trained on. Sets torch's threads for small
-    networks (:mod:`agents.threads`)."""
+    """Load an agent folder written by :func:`save_agent`, or a shipped agent by name
+    (:func:`agents.pretrained.pretrained_names`, e.g. ``"philly-nonclairvoyant"``); a clear error
+    if it is neither. Its network goes on ``device`` whatever device it was trained on. Sets
+    torch's threads for small networks (:mod:`agents.threads`)."""
     ensure_torch_threads()
-    path = Path(path)
+    path = resolve_agent(path) if not Path(path).is_dir() and str(path) in pretrained_names() else Path(path)
     meta_file = path / "agent.json"
     if not meta_file.is_file() or not (path / "model.zip").is_file():
         raise FileNotFoundError(f"{path}: not an agent folder (expected agent.json and model.zip)")

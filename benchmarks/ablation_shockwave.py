@@ -19,6 +19,11 @@ Rows:
    than min(1, G / (N x GPUs)).
 6. Shockwave's other artifact knob values (``k=1e-3``, breakpoints 0, .2, ..., 1, the artifact's
    FTF rule, no restart awareness; window 8 rounds).
+7. row 5 with the artifact's planning window of 20 rounds (``future_rounds=20``; default 8).
+8. row 5 with the artifact's solver budget: no branch-and-bound node limit, HiGHS run to its
+   1e-3 gap or 15 s (the artifact: 15 s on 24 threads; a time limit makes the result depend
+   on the machine's speed).
+9. rows 7 and 8 together.
 
 Reference row: earliest deadline first on the metric's own deadlines (submit + 3.75 x run time
 alone; an oracle, preemptive at every event) in the setting of row 4, to show what the metric
@@ -62,6 +67,11 @@ VARIANTS = [
     ("4 + duration at initial batch size", "artifact", 120.0, 0.0, True, {}),
     ("5 + Shockwave fair share min(1, G/N)", "artifact", 120.0, 0.0, True, SHARE),
     ("6 + Shockwave's other artifact knobs", "artifact", 120.0, 0.0, True, ARTIFACT_KNOBS),
+    ("7 row 5 + artifact window of 20 rounds", "artifact", 120.0, 0.0, True, {**SHARE, "future_rounds": 20}),
+    ("8 row 5 + solver to 1e-3 gap or 15 s", "artifact", 120.0, 0.0, True,
+     {**SHARE, "node_limit": None, "time_limit": 15.0}),
+    ("9 row 5 + both (7 and 8)", "artifact", 120.0, 0.0, True,
+     {**SHARE, "future_rounds": 20, "node_limit": None, "time_limit": 15.0}),
 ]
 
 

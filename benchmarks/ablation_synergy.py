@@ -19,6 +19,8 @@ Rows:
    cluster, which bounds what it can do for queueing. (Makespan is no measure of it here: it is
    the tail of the longest jobs, and on seed 3 a 4-GPU LM gang that TUNE's round left spread over
    two servers runs at 0.46x for 7 hours.)
+6. steady state near saturation: 2,000 jobs of Synergy's mix on 128 GPUs under FIFO host order
+   at loads 0.8, 0.9 and 0.95 (where queueing should matter most; several minutes per window).
 
 Each cell is the mean over seeds with a 95% t-interval; ratio = proportional / TUNE average JCT
 (row 5: TUNE / proportional work done) per seed, then averaged. ``python benchmarks/ablation_synergy.py [--seeds 0 1 2 3] [--jobs 2] [--rows 0 1 ...]``
@@ -53,6 +55,9 @@ VARIANTS = [
     ("3c   load 1.6", 16, 400, "synergy", 1.6, "las", False),
     ("4 + FIFO host order (load 1.2)", 16, 400, "synergy", 1.2, "fifo", False),
     ("5 capacity: all jobs at t=0", 16, 400, "synergy", 1.0, "las", True),
+    ("6a steady state: 2,000 jobs, FIFO, load 0.8", 16, 2000, "synergy", 0.8, "fifo", False),
+    ("6b   load 0.9", 16, 2000, "synergy", 0.9, "fifo", False),
+    ("6c   load 0.95", 16, 2000, "synergy", 0.95, "fifo", False),
 ]
 
 

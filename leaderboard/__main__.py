@@ -23,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--policies", nargs="+", metavar="NAME",
                    help="baselines to run (default: the suite's); fifo, the reference, is always added")
     r.add_argument("--agent", action="append", default=[], metavar="PATH",
-                   help="a saved agent folder (agent.json + model.zip) to run as a policy; repeatable")
+                   help="a saved agent folder (agent.json + model.zip) or a shipped agent's name "
+                        "(e.g. philly-nonclairvoyant) to run as a policy; repeatable")
     r.add_argument("--out", type=Path, help="output folder (default: leaderboard-results/<suite>/)")
     r.add_argument("--jobs", type=int, metavar="N", help="jobs per window (default: the suite's)")
     r.add_argument("--workers", type=int, metavar="N",
@@ -48,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", nargs="+", metavar="NAME", choices=row_names(),
                    help=f"rows to run (default: all): {', '.join(row_names())}")
     p.add_argument("--agent", metavar="DIR",
-                   help="a saved agent (the agent/ folder of a train.py run) for the learned-agent row; "
+                   help="a saved agent (the agent/ folder of a train.py run, or a shipped agent's name) for the "
+                        "learned-agent row; "
                         "without it that row says it was not run")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help=f"output folder for REPRODUCTION.md and reproduction.csv (default: {DEFAULT_OUT}/)")
@@ -66,9 +68,13 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
         return 2
     if args.agent is not None and not (Path(args.agent) / "agent.json").is_file():
-        print(f"error: --agent {args.agent}: not an agent folder (expected agent.json and model.zip; "
-              "give the agent/ folder of a train.py run)", file=sys.stderr)
-        return 2
+        from agents.pretrained import pretrained_names, resolve_agent
+        if args.agent not in pretrained_names():
+            print(f"error: --agent {args.agent}: not an agent folder (expected agent.json and model.zip; "
+                  f"give the agent/ folder of a train.py run) nor a shipped agent "
+                  f"({', '.join(pretrained_names()) or 'none'})", file=sys.stderr)
+            return 2
+        args.agent = str(resolve_agent(args.agent))
     signal.signal(signal.SIGTERM, _interrupt)
     workers = default_workers() if args.workers is None else args.workers
     try:
