@@ -95,7 +95,7 @@ def load_agent(path: str | Path, device: str = "cpu") -> Agent:
     if it is neither. Its network goes on ``device`` whatever device it was trained on. Sets
     torch's threads for small networks (:mod:`agents.threads`)."""
     ensure_torch_threads()
-    path = resolve_agent(path) if not Path(path).is_dir() and str(path) in pretrained_names() else Path(path)
+    path = resolve_agent(path)  # a folder, or a shipped agent by name (else a clear error)
     meta_file = path / "agent.json"
     if not meta_file.is_file() or not (path / "model.zip").is_file():
         raise FileNotFoundError(f"{path}: not an agent folder (expected agent.json and model.zip)")

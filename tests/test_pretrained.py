@@ -15,7 +15,7 @@ from agents.pretrained import PRETRAINED_DIR
 from traces import clusters, synthetic
 from traces.paths import PHILLY_POLLUX_CSV, shared_file
 
-SHIPPED = ("philly-clairvoyant", "philly-nonclairvoyant")
+SHIPPED = ("philly-clairvoyant",)
 
 
 def test_both_tracks_are_shipped_with_their_records():
@@ -56,8 +56,8 @@ def test_a_shipped_agent_replays_a_trace_to_the_end(name, cluster):
 def test_names_and_folders_resolve_and_unknown_names_say_what_is_known(tmp_path):
     assert resolve_agent("philly-clairvoyant") == PRETRAINED_DIR / "philly-clairvoyant"
     assert resolve_agent(PRETRAINED_DIR / "philly-clairvoyant") == PRETRAINED_DIR / "philly-clairvoyant"
-    agent = load_agent("philly-nonclairvoyant")
-    assert agent.env["known_durations"] is False
+    agent = load_agent("philly-clairvoyant")
+    assert agent.env["known_durations"] is True
     with pytest.raises(FileNotFoundError, match="philly-clairvoyant"):
         load_agent("no-such-agent")
     with pytest.raises(FileNotFoundError, match="not an agent folder"):
@@ -86,3 +86,18 @@ def test_the_preset_is_the_recorded_run(name):
     assert args == recorded
     # flags after the preset override it
     assert train.parse_args(["--preset", name, "--seed", "4"]).seed == 4
+
+
+def test_judged_baselines_keep_the_references_and_reject_unknown_names():
+    import baselines as registry
+    import train
+
+    assert train.judged_baselines("all") == registry.names()
+    picked = train.judged_baselines("srtf, las")
+    assert picked == [n for n in registry.names() if n in {"fifo", "tiresias", "srtf", "las"}]
+    with pytest.raises(ValueError, match=r"unknown baseline.*nope"):
+        train.judged_baselines("las,nope")
+    with pytest.raises(SystemExit, match="--baselines"):
+        train.parse_args(["--baselines", "nope"])
+    with pytest.raises(SystemExit, match="unknown preset"):
+        train.parse_args(["--preset", "nope"])
