@@ -256,7 +256,7 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python train.py", description=__doc__, formatter_class=HelpFormatter,
                                      epilog="--preset NAME: the flags of a named run, before the others given "
                                             f"(which override them); NAME is one of {', '.join(PRESETS)}: "
-                                            "the runs of the shipped agents (agents/pretrained/)")
+                                            "the runs that train the agents shipped in agents/pretrained/")
     for f in dataclasses.fields(Args):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if defaults else argparse.SUPPRESS

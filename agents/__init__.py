@@ -91,7 +91,7 @@ def save_agent(model: BaseAlgorithm, path: str | Path, *, algo: str, policy: str
 
 def load_agent(path: str | Path, device: str = "cpu") -> Agent:
     """Load an agent folder written by :func:`save_agent`, or a shipped agent by name
-    (:func:`agents.pretrained.pretrained_names`, e.g. ``"philly-nonclairvoyant"``); a clear error
+    (:func:`agents.pretrained.pretrained_names`, e.g. ``"philly-clairvoyant"``); a clear error
     if it is neither. Its network goes on ``device`` whatever device it was trained on. Sets
     torch's threads for small networks (:mod:`agents.threads`)."""
     ensure_torch_threads()

@@ -6,7 +6,7 @@ command, the seed, the trace and what the run measured on its held-out windows, 
 can retrain it (``python train.py --preset NAME``, see :data:`PRESETS`) and compare.
 
 >>> from agents import AgentPolicy, load_agent
->>> load_agent("philly-nonclairvoyant")             # doctest: +SKIP
+>>> load_agent("philly-clairvoyant")                # doctest: +SKIP
 >>> envs.simulate(trace, cluster, AgentPolicy("philly-clairvoyant"))  # doctest: +SKIP
 """
 

@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    names = [n for n in PRESET_BASELINES.split(",")]
+    names = PRESET_BASELINES.split(",")
     seeds = list(range(args.seeds))
     for setting in args.settings:
         source, cluster, num_jobs = SETTINGS[setting]

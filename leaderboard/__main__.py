@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="baselines to run (default: the suite's); fifo, the reference, is always added")
     r.add_argument("--agent", action="append", default=[], metavar="PATH",
                    help="a saved agent folder (agent.json + model.zip) or a shipped agent's name "
-                        "(e.g. philly-nonclairvoyant) to run as a policy; repeatable")
+                        "(e.g. philly-clairvoyant) to run as a policy; repeatable")
     r.add_argument("--out", type=Path, help="output folder (default: leaderboard-results/<suite>/)")
     r.add_argument("--jobs", type=int, metavar="N", help="jobs per window (default: the suite's)")
     r.add_argument("--workers", type=int, metavar="N",
@@ -67,14 +67,18 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
         return 2
-    if args.agent is not None and not (Path(args.agent) / "agent.json").is_file():
-        from agents.pretrained import pretrained_names, resolve_agent
-        if args.agent not in pretrained_names():
-            print(f"error: --agent {args.agent}: not an agent folder (expected agent.json and model.zip; "
-                  f"give the agent/ folder of a train.py run) nor a shipped agent "
-                  f"({', '.join(pretrained_names()) or 'none'})", file=sys.stderr)
+    if args.agent is not None:
+        from agents.pretrained import resolve_agent
+        try:
+            folder = resolve_agent(args.agent)
+        except FileNotFoundError as e:
+            print(f"error: --agent {e}", file=sys.stderr)
             return 2
-        args.agent = str(resolve_agent(args.agent))
+        if not (folder / "agent.json").is_file():
+            print(f"error: --agent {args.agent}: not an agent folder (expected agent.json and model.zip; "
+                  "give the agent/ folder of a train.py run)", file=sys.stderr)
+            return 2
+        args.agent = str(folder)
     signal.signal(signal.SIGTERM, _interrupt)
     workers = default_workers() if args.workers is None else args.workers
     try:

@@ -241,14 +241,13 @@ class PolicySpec:
 def agent_spec(path: str | Path) -> PolicySpec:
     """A :class:`PolicySpec` for the agent folder ``path``, or a shipped agent's name
     (:func:`agents.pretrained_names`); a clear error if it is neither."""
-    folder = Path(path).resolve()
-    if not folder.is_dir():
-        from agents.pretrained import pretrained_names, resolve_agent
-        if str(path) in pretrained_names():
-            folder = resolve_agent(path)
+    from agents.pretrained import resolve_agent
+    try:
+        folder = resolve_agent(path).resolve()
+    except FileNotFoundError as e:
+        raise SuiteError(str(e)) from None
     if not (folder / "agent.json").is_file() or not (folder / "model.zip").is_file():
-        raise SuiteError(f"{path}: not an agent folder (expected agent.json and model.zip) "
-                         f"nor a shipped agent's name")
+        raise SuiteError(f"{path}: not an agent folder (expected agent.json and model.zip)")
     return PolicySpec(f"agent:{folder.name}", agent=str(folder))
 
 
