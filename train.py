@@ -162,7 +162,8 @@ class Args:
     """priority mode: serve the jobs beyond the K visible ones after them, in visible order"""
     preempt_every_event: bool = True
     """priority mode with preemption: running jobs compete for GPUs at every event, not only at
-    round boundaries"""
+    round boundaries (suits orders that a running job keeps, as by remaining work; an order by
+    attained service swaps jobs at every restart: use round boundaries there)"""
     imitate: str = "auto"
     """warm start by behaviour cloning of a heuristic's order (agents.imitation) before PPO: none,
     srtf, las or tiresias; auto: srtf with --known-durations, else las"""
@@ -277,10 +278,14 @@ PRESET_BASELINES = "fifo,fjf,sjf,srtf,las,tiresias,gandiva,optimus,themis,gavel,
 #: (``agents/pretrained/NAME/training.json`` records each run's command, seed and results); flags
 #: given after them on the command line override them. ``{philly}`` is the Philly trace file.
 PRESETS: dict[str, list[str]] = {
-    name: ["--trace", "{philly}", "--known-durations" if clairvoyant else "--no-known-durations",
-           "--total-timesteps", "300000", "--eval-every", "50000", "--baselines", PRESET_BASELINES,
-           "--output", f"runs/{name}"]
-    for name, clairvoyant in (("philly-clairvoyant", True), ("philly-nonclairvoyant", False))
+    name: ["--trace", "{philly}", "--total-timesteps", "300000", "--eval-every", "50000",
+           "--baselines", PRESET_BASELINES, "--output", f"runs/{name}", *flags]
+    for name, flags in (
+        ("philly-clairvoyant", ["--known-durations"]),
+        # preemption at LAS's 300 s rounds only: an agent ordering by attained service that may
+        # preempt at every event swaps two jobs back and forth at every restart, without end
+        ("philly-nonclairvoyant", ["--no-known-durations", "--no-preempt-every-event", "--round-length", "300"]),
+    )
 }
 
 
@@ -651,7 +656,7 @@ def training_state(model, venv) -> dict:
         "numpy": np.random.get_state(),  # noqa: NPY002 - SB3 samples minibatches from the legacy global stream
         "torch": torch.get_rng_state(),
         "action_space": model.action_space.np_random.bit_generator.state,
-        "env_rngs": [rng.bit_generator.state for rng in eng.rngs],
+        "env_rngs": [eng.rng(i).bit_generator.state for i in range(eng.E)],
         "engine": {k: v for k, v in vars(eng).items() if k not in ENGINE_CONFIG},
         "vec_env": {k: v for k, v in vars(venv.unwrapped).items() if k not in VEC_ENV_EXCLUDED},
         "vecnormalize_returns": None if vec_norm is None else vec_norm.returns.copy(),
@@ -726,8 +731,8 @@ def load_checkpoint(checkpoint: Path, args: Args, venv: GpuClusterVecEnv, train_
         sys.exit(f"{checkpoint}: cannot read the checkpoint ({type(e).__name__}: {e})")
     if not exact:
         print(f"{checkpoint}: a checkpoint without the envs' state: the episodes under way restart")
-        for rng, s in zip(venv.engine.rngs, state["env_rngs"], strict=True):
-            rng.bit_generator.state = s
+        for i, s in enumerate(state["env_rngs"]):
+            venv.engine.rng(i).bit_generator.state = s
         venv.seed(None)  # keep the restored streams on the reset that starts the training
         np.random.set_state(state["numpy"])  # noqa: NPY002
         torch.set_rng_state(state["torch"])

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from gymnasium import spaces
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -166,7 +168,18 @@ class AgentPolicy(Policy):
         if isinstance(self.agent.model, MaskablePPO):
             action, _ = self.agent.model.predict(obs, action_masks=mask, deterministic=self.deterministic)
         else:
-            action, _ = self.agent.model.predict(obs, deterministic=self.deterministic)
+            # the body of SB3's predict (obs as a batch of vectors, a Box action space), less its
+            # set_training_mode on every call, which walks every module of the network
+            policy = self.agent.model.policy
+            if policy.training:
+                policy.set_training_mode(False)
+            with torch.no_grad():
+                obs_t = torch.as_tensor(obs, dtype=torch.float32, device=policy.device)
+                action = policy._predict(obs_t, deterministic=self.deterministic).cpu().numpy()  # noqa: SLF001
+            space = policy.action_space
+            action = action.reshape((-1, *space.shape))
+            if isinstance(space, spaces.Box):
+                action = policy.unscale_action(action) if policy.squash_output else np.clip(action, space.low, space.high)
         return np.asarray(action)
 
     def _scratch(self, view: ClusterView) -> VectorEngine:

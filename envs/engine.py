@@ -225,7 +225,9 @@ class VectorEngine:
         self.cluster_offsets = cluster_offsets(self.K, self.T)
         self._gpu_table = observation.gpu_feature_table(self.core.total_gpus, self.core.total_gpus)
         self.max_steps = int(cfg.max_steps) if cfg.max_steps is not None else 50 * cfg.num_jobs
-        self.rngs = [np.random.default_rng() for _ in range(self.E)]
+        #: each env's episode RNG; ``None`` until first needed (then fresh OS entropy), so an
+        #: engine that never draws a window (a policy's private copy) builds none
+        self.rngs: list[np.random.Generator | None] = [None] * self.E
         E = self.E
         self.steps = np.zeros(E, dtype=np.int64)
         self.invalid = np.zeros(E, dtype=np.int64)
@@ -251,6 +253,12 @@ class VectorEngine:
             if s is not None:
                 self.rngs[i] = np.random.default_rng(s)
 
+    def rng(self, i: int) -> np.random.Generator:
+        """Env ``i``'s RNG (created from fresh OS entropy on first use when never seeded)."""
+        if self.rngs[i] is None:
+            self.rngs[i] = np.random.default_rng()
+        return self.rngs[i]
+
     def reset_envs(self, envs: np.ndarray) -> None:
         """Start new episodes in the envs ``envs`` (indices): a fresh window each."""
         envs = np.asarray(envs, dtype=np.int64)
@@ -259,7 +267,7 @@ class VectorEngine:
         L = self.cfg.num_jobs
         b = self.base
         hi = b.num_jobs - L
-        starts = np.array([self.rngs[i].integers(0, hi + 1) for i in envs], dtype=np.int64)
+        starts = np.array([self.rng(i).integers(0, hi + 1) for i in envs], dtype=np.int64)
         idx = starts[:, None] + np.arange(L)[None, :]
         submit = b.submit[idx]
         submit = submit - submit[:, :1]
