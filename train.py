@@ -23,8 +23,7 @@ without against the others. Baseline episodes run in ``--eval-workers`` backgrou
 during training and are cached (``--baseline-cache``), so a second run only simulates the agent.
 
     python train.py                                   # synthetic default: 2.5 min on 2 CPUs, cold
-    python train.py --trace ../shared/traces/philly/pollux_philly.csv.gz --total-timesteps 300000 \
-        --eval-every 100000 --output runs/philly      # the real Philly trace
+    python train.py --preset philly-clairvoyant       # the real Philly trace (the shipped agent's run)
     python train.py --resume runs/default             # continue a killed or finished run
 
 PPO trains in whole rollouts of ``--n-steps`` x ``--num-envs`` steps (4,096 by default), so

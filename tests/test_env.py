@@ -265,8 +265,8 @@ def test_reset_without_seed_keeps_each_env_rng_stream():
     """A restored stream (as train.py --resume sets it) survives SB3's unseeded reset."""
     venv = GpuClusterVecEnv(3, **SMALL)
     states = [np.random.default_rng(100 + i).bit_generator.state for i in range(3)]
-    for rng, state in zip(venv.engine.rngs, states, strict=True):
-        rng.bit_generator.state = state
+    for i, state in enumerate(states):
+        venv.engine.rng(i).bit_generator.state = state
     venv.reset()
     hi = venv.engine.base.num_jobs - SMALL["num_jobs"]
     expected = [np.random.default_rng(100 + i).integers(0, hi + 1) for i in range(3)]

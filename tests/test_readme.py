@@ -200,5 +200,5 @@ def test_inline_command_parses(line):
 def test_train_help_example_is_the_readme_philly_run():
     import train
 
-    example = re.search(r"python train\.py (--trace \S+ --total-timesteps \d+)", train.__doc__).group(1)
+    example = re.search(r"python train\.py (--preset \S+)", train.__doc__).group(1)
     assert any(example in line for line in INLINE), example
