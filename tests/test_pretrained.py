@@ -15,7 +15,7 @@ from agents.pretrained import PRETRAINED_DIR
 from traces import clusters, synthetic
 from traces.paths import PHILLY_POLLUX_CSV, shared_file
 
-SHIPPED = ("philly-clairvoyant",)
+SHIPPED = ("philly-clairvoyant", "philly-nonclairvoyant")
 
 
 def test_both_tracks_are_shipped_with_their_records():
