@@ -155,7 +155,7 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
 
     time.sleep(4)
     proc.send_signal(signal.SIGTERM)
-    output = proc.communicate(timeout=120)[0]
+    output = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0, output
     assert "--resume" in output
     saved = load_agent(out / "agent").model.num_timesteps

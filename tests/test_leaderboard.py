@@ -71,7 +71,7 @@ def _cached(out: Path) -> int:
     return len(list((out / "cells").glob("*.parquet")))
 
 
-def _wait_for_cells(proc: subprocess.Popen, out: Path, at_least: int, timeout: float = 60.0) -> int:
+def _wait_for_cells(proc: subprocess.Popen, out: Path, at_least: int, timeout: float = 300.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         n = _cached(out) if (out / "cells").is_dir() else 0
@@ -135,7 +135,7 @@ def test_interrupted_run_resumes_to_the_same_table(tmp_path):
     proc = _cli("run", str(path), "--out", str(out), "--workers", "2", "--no-progress", env=slow)
     _wait_for_cells(proc, out, 1)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     after_term = _cached(out)
@@ -146,7 +146,7 @@ def test_interrupted_run_resumes_to_the_same_table(tmp_path):
                 start_new_session=True)
     _wait_for_cells(proc, out, after_term + 2)
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
+    proc.communicate(timeout=300)
     killed_at = _cached(out)
     assert after_term + 2 <= killed_at < 12
     import pyarrow.parquet as pq
@@ -155,7 +155,7 @@ def test_interrupted_run_resumes_to_the_same_table(tmp_path):
         assert pq.read_metadata(f).num_rows == 30
 
     proc = _cli("run", str(path), "--out", str(out), "--no-progress")
-    stdout, err = proc.communicate(timeout=120)
+    stdout, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert f"12 cells, {killed_at} cached, {12 - killed_at} computed, 0 failed" in stdout
     assert _read(out) == _read(tmp_path / "reference")
@@ -167,7 +167,7 @@ def test_missing_trace_file_names_the_file_and_its_source(tmp_path, monkeypatch)
     empty = tmp_path / "shared"
     empty.mkdir()
     proc = _cli("run", "philly", "--out", str(tmp_path / "out"), env={"CLUSTERGYM_SHARED": str(empty)})
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2
     assert "Traceback" not in err
     assert str(empty / "traces" / "philly" / "pollux_philly.csv.gz") in err
@@ -202,7 +202,7 @@ def test_bad_suite_file_is_a_clear_error(tmp_path, edit, message):
         load_suite(path)
     assert str(path) in str(info.value)
     proc = _cli("run", str(path))
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2 and "Traceback" not in err and message in err
 
 

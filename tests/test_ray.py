@@ -119,10 +119,10 @@ def test_killed_driver_resumes_from_the_cache(local_ray, suite_path, local_refer
                              "--backend", "ray", "--address", local_ray, "--no-progress"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300
         while len(list(out.glob("cells/*.parquet"))) < 2:
             assert proc.poll() is None, f"the run ended before 2 cells were cached: {proc.stderr.read()[-2000:]}"
-            assert time.monotonic() < deadline, "no 2 cells cached within 60 s"
+            assert time.monotonic() < deadline, "no 2 cells cached within 300 s"
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -130,7 +130,7 @@ def test_killed_driver_resumes_from_the_cache(local_ray, suite_path, local_refer
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.stderr.close()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while ray.available_resources().get("CPU", 0) < 2:
         assert time.monotonic() < deadline, f"the killed driver's tasks still hold CPUs: {ray.available_resources()}"
         time.sleep(0.2)

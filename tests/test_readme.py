@@ -163,7 +163,7 @@ def run_command(words: list[str]) -> None:
         assert main(words[3:] + tiny) == 0
         return
     argv = [sys.executable, *words[1:], *(tiny or ["--help"])]
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{shlex.join(words)}: {proc.stderr[-2000:]}"
 
 

@@ -38,7 +38,7 @@ def outcomes() -> dict[str, tuple[int, int]]:
                                        env={**clean, **env}, stdout=subprocess.PIPE, text=True)
     out = {}
     for name, proc in procs.items():
-        stdout, _ = proc.communicate(timeout=120)
+        stdout, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, name
         initial, after = map(int, stdout.split())
         out[name] = (initial, after)
@@ -53,4 +53,4 @@ def test_torch_threads(outcomes, name):
 
 def test_importing_agents_sets_nothing():
     code = "import torch; n = torch.get_num_threads(); import agents, train; assert torch.get_num_threads() == n"
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=300)

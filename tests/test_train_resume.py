@@ -111,7 +111,7 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_run(tmp_path, uninterru
                             stderr=subprocess.DEVNULL, env={**os.environ, "CLUSTERGYM_TORCH_THREADS": "1"})
     state_file = out / "checkpoints" / "last" / "state.pkl"
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
             try:
                 if pickle.loads(state_file.read_bytes())["num_timesteps"] >= 256:
