@@ -22,7 +22,7 @@ track: with ``--known-durations`` against the oracle baselines (SRTF, SJF, Themi
 without against the others. Baseline episodes run in ``--eval-workers`` background processes
 during training and are cached (``--baseline-cache``), so a second run only simulates the agent.
 
-    python train.py                                   # synthetic default: 2.5 min on 2 CPUs, cold
+    python train.py                                   # synthetic default: about 5 min on 2 CPUs
     python train.py --preset philly-clairvoyant       # the real Philly trace (the shipped agent's run)
     python train.py --resume runs/default             # continue a killed or finished run
 
