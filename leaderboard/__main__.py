@@ -197,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(suite {suite.name!r})", file=sys.stderr)
         return 130
     print(f"suite {summary.suite}: {summary.cells} cells, {summary.cached} cached, {summary.computed} computed, "
-          f"{len(summary.failed)} failed")
+          f"{len(summary.failed)} failed" + (f", on {len(summary.nodes)} Ray node(s): "
+                                               f"{', '.join(str(n) for n in sorted(summary.nodes.values(), reverse=True))} "
+                                               f"cells" if summary.nodes else ""))
     for c, err in summary.failed:
         print(f"  failed: {c.labels()}: {err}", file=sys.stderr)
     print(f"table: {summary.out / 'leaderboard.md'}")

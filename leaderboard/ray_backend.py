@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,12 @@ def _ray() -> Any:
     return ray
 
 
-def _cell_task(cell: Cell) -> tuple[int, bytes | None, str | None, float]:
-    """The body of a Ray task: one cell, computed as the local backend computes it."""
+def _cell_task(cell: Cell) -> tuple[int, bytes | None, str | None, float, str]:
+    """The body of a Ray task: one cell, computed as the local backend computes it, and the ID of
+    the Ray node that computed it."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     data, error, wall = simulate_cell(cell)
-    return cell.index, data, error, wall
+    return cell.index, data, error, wall, _ray().get_runtime_context().get_node_id()
 
 
 def connect(address: str | None = None) -> bool:
@@ -85,10 +87,12 @@ def _slots(ray: Any, cpus_per_cell: float) -> int:
 
 
 def compute_ray(cells: list[Cell], cache_dir: Path, *, address: str | None = None, cpus_per_cell: float = 1.0,
-                progress: bool = False, desc: str = "") -> list[tuple[Cell, str]]:
+                progress: bool = False, desc: str = "",
+                nodes: Counter[str] | None = None) -> list[tuple[Cell, str]]:
     """Compute ``cells`` as Ray tasks and write their cache files in ``cache_dir`` (from this
     process). Returns the failed cells with their errors, in cell order, like
-    :func:`leaderboard.runner.compute`."""
+    :func:`leaderboard.runner.compute`; counts in ``nodes`` (if given) the cells each Ray node
+    computed, by node ID."""
     if not cpus_per_cell > 0:
         raise RayBackendError(f"--cpus-per-cell must be > 0, got {cpus_per_cell:g}")
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -110,8 +114,10 @@ def compute_ray(cells: list[Cell], cache_dir: Path, *, address: str | None = Non
                     pending.append(task.remote(queue.pop(0)))
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
-                    index, data, error, _ = ray.get(ref)
+                    index, data, error, _, node = ray.get(ref)
                     cell = by_index[index]
+                    if nodes is not None:
+                        nodes[node] += 1
                     if data is not None:
                         write_cell_file(cell_path(cache_dir, cell), data)
                     else:

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import warnings
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,8 @@ class RunSummary:
     computed: int
     failed: list[tuple[Cell, str]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    nodes: Counter[str] = field(default_factory=Counter)
+    """cells computed per Ray node (by node ID); empty on the local backend"""
 
 
 def cell_path(cache_dir: Path, cell: Cell) -> Path:
@@ -392,11 +395,12 @@ def run(
         for c in cells:
             remove_cell_file(cell_path(cache_dir, c))
     cached, todo = read_cached(cells, cache_dir)
+    nodes: Counter[str] = Counter()
     if backend == "ray":
         from leaderboard.ray_backend import compute_ray
 
         failed = compute_ray(todo, cache_dir, address=address, cpus_per_cell=cpus_per_cell, progress=progress,
-                             desc=suite.name)
+                             desc=suite.name, nodes=nodes)
     else:
         workers = default_workers() if workers is None else max(1, int(workers))
         failed = compute(todo, cache_dir, workers=workers, progress=progress, desc=suite.name)
@@ -404,4 +408,5 @@ def run(
     results = [cached[c.index] if c.index in cached else read_cell(c, cell_path(cache_dir, c))
                for c in cells if c.index not in failed_idx]
     files = report.write_all(suite, specs, cells, results, failed, out)
-    return RunSummary(suite.name, out, len(cells), len(cells) - len(todo), len(todo) - len(failed), failed, files)
+    return RunSummary(suite.name, out, len(cells), len(cells) - len(todo), len(todo) - len(failed), failed, files,
+                      nodes)

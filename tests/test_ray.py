@@ -5,6 +5,7 @@ One local Ray instance (2 CPUs, loopback) serves the whole file."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -153,6 +154,38 @@ def test_cli_backend_options_are_checked(local_ray, suite_path, tmp_path, capsys
     assert "--cpus-per-cell 3: no node of the Ray cluster has that many CPUs (CPUs per node: 2)" \
         in capsys.readouterr().err
     assert not list(tmp_path.glob("cells/*.parquet"))
+
+
+MULTI_NODE = """
+import json, sys
+from ray.cluster_utils import Cluster
+import leaderboard
+from leaderboard.suite import load_suite
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+cluster.add_node(num_cpus=1)
+cluster.wait_for_nodes()
+try:
+    s = leaderboard.run(load_suite(sys.argv[1]), out=sys.argv[2], backend="ray", address=cluster.address)
+    print(json.dumps({"cells": s.cells, "computed": s.computed, "failed": len(s.failed), "nodes": s.nodes}))
+finally:
+    cluster.shutdown()
+"""
+
+
+def test_a_two_node_cluster_shares_the_cells_and_gives_the_same_outputs(suite_path, local_reference, tmp_path):
+    """Two Ray nodes (separate raylets and object stores, 1 CPU each) behind one head address, as
+    on two machines: the driver reaches them by ``address`` only, both compute cells, and the
+    outputs equal the local backend's. In a child process, apart from this file's Ray instance;
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` keeps every Ray process on the loopback interface."""
+    out = tmp_path / "out"
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", MULTI_NODE, str(suite_path), str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (report["cells"], report["computed"], report["failed"]) == (CELLS, CELLS, 0)
+    assert len(report["nodes"]) == 2 and sum(report["nodes"].values()) == CELLS, report["nodes"]
+    assert outputs(out) == outputs(local_reference)
 
 
 # ------------------------------------------------------------------------------------ sweep
