@@ -232,14 +232,14 @@ def test_sweep_grid_and_summary():
     assert math.isnan(summary.iloc[1]["agent_avg_jct_ci95"])
 
 
-@pytest.mark.skipif(os.environ.get("CLUSTERGYM_RAY_SWEEP_TEST") != "1",
-                    reason="two train.py runs take 1 to 2 minutes on 2 cores (each judges every baseline); "
-                           "set CLUSTERGYM_RAY_SWEEP_TEST=1 to run")
 def test_two_trial_sweep_end_to_end(local_ray, tmp_path):
+    """Two Ray Tune trials of train.py (seeds 0 and 1; judged against FIFO and SRTF only, to keep
+    them short): each row is its run's last validation figure, and a rerun reads them back."""
     import sweep_ray
     from test_agents import TINY
 
-    base = [*TINY, "--total-timesteps", "1024", "--eval-every", "512"]
+    base = [*TINY, "--total-timesteps", "1024", "--eval-every", "512", "--baselines", "fifo,srtf",
+            "--baseline-cache", str(tmp_path / "baselines")]
     table = sweep_ray.sweep([0, 1], {}, base, tmp_path)
     assert list(table["seed"]) == [0, 1] and set(table["status"]) == {"trained"}
     for _, row in table.iterrows():
