@@ -76,6 +76,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from numba import njit
 from scipy.optimize import linear_sum_assignment
 
 from baselines.base import EMPTY, Baseline, BaselineKnobs
@@ -198,8 +199,9 @@ def trade(time: np.ndarray, wait: np.ndarray, avail: np.ndarray, t: np.ndarray, 
     swaps between two jobs, GPU transfers between two jobs on one type, and moves of one job
     into unsold GPUs. ``time`` is ``(J, T, N + 1)`` (``inf`` where not allowed), ``t, n`` the
     starting assignment (``n = 0``: waits), ``avail`` ``(T,)``. Returns the new ``(t, n)``; the
-    total cost never rises and capacity is always kept."""
-    J, T, N1 = time.shape
+    total cost never rises and capacity is always kept. The search runs in
+    :func:`_trade_kernel` (compiled)."""
+    J, _, N1 = time.shape
     t = np.array(t, dtype=np.int64, copy=True)
     n = np.array(n, dtype=np.int64, copy=True)
     if J == 0:
@@ -207,58 +209,109 @@ def trade(time: np.ndarray, wait: np.ndarray, avail: np.ndarray, t: np.ndarray, 
     sizes = np.arange(N1)
     cost = _priced(time, sizes[None, None, :], np.asarray(mu, dtype=np.float64)[None, :, None])
     cost[:, :, 0] = wait[:, None]  # n = 0: waiting, on any type
-    idx = np.arange(J)
-    avail = np.asarray(avail, dtype=np.int64)
-    for _ in range(max_trades):
-        cur = cost[idx, t, n]
-        free = avail - np.bincount(t, weights=n, minlength=T).astype(np.int64)
-        scale = 1e-9 * max(1.0, float(np.abs(cur[np.isfinite(cur)]).max(initial=1.0)))
-        best, move = -scale, None
-        # (a) one job to any count of any type that fits in the unsold GPUs (incl. waiting)
-        room = free[None, :] + np.where(t[:, None] == np.arange(T)[None, :], n[:, None], 0)  # (J, T)
-        fits = sizes[None, None, :] <= room[:, :, None]
-        d = np.where(fits, cost, np.inf) - cur[:, None, None]
-        i = int(np.argmin(d))
-        if d.flat[i] < best:
-            best, move = d.flat[i], ("a", *np.unravel_index(i, d.shape))
-        # (b) two jobs swap bundles
-        d = cost[idx[:, None], t[None, :], n[None, :]] + cost[idx[None, :], t[:, None], n[:, None]]
-        d = d - cur[:, None] - cur[None, :]
-        d[idx, idx] = np.inf
-        i = int(np.argmin(d))
-        if d.flat[i] < best:
-            best, move = d.flat[i], ("b", *np.unravel_index(i, d.shape))
-        # (c) two jobs on one type move GPUs between them (the total stays)
-        pair = (t[:, None] == t[None, :]) & (n[:, None] > 0) & (n[None, :] > 0)
-        pair[idx, idx] = False
-        if pair.any():
-            total = n[:, None] + n[None, :]  # (J, J)
-            m = sizes[None, None, 1:]  # new count of the first job
-            other = total[:, :, None] - m
-            ok = pair[:, :, None] & (other >= 1) & (other < N1)
-            ci = cost[idx, t][:, None, 1:]  # (J, 1, N)
-            ck = cost[idx, t][None, :, :]  # (1, J, N + 1) of the second job on the first's type
-            ck = np.take_along_axis(np.broadcast_to(ck, (J, J, N1)), np.clip(other, 0, N1 - 1), axis=2)
-            d = np.where(ok, ci + ck, np.inf) - (cur[:, None] + cur[None, :])[:, :, None]
-            i = int(np.argmin(d))
-            if d.flat[i] < best:
-                best, move = d.flat[i], ("c", *np.unravel_index(i, d.shape))
-        if move is None:
-            break
-        kind = move[0]
-        if kind == "a":
-            _, j, k, m = move
-            t[j], n[j] = (k, m) if m > 0 else (0, 0)
-        elif kind == "b":
-            _, i, k = move
-            t[i], t[k] = t[k], t[i]
-            n[i], n[k] = n[k], n[i]
-            t[n == 0] = 0
-        else:
-            _, i, k, m = move
-            total = n[i] + n[k]
-            n[i], n[k] = m + 1, total - (m + 1)
+    _trade_kernel(np.ascontiguousarray(cost, dtype=np.float64), np.asarray(avail, dtype=np.int64), t, n,
+                  int(max_trades))
     return t, n
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _trade_kernel(cost: np.ndarray, avail: np.ndarray, t: np.ndarray, n: np.ndarray, max_trades: int) -> None:
+    """The local search of :func:`trade`, in place on ``t, n``. Each step takes the best of
+    (a) one job to any count of any type that fits in the unsold GPUs (incl. waiting), (b) two
+    jobs swapping bundles, (c) two jobs on one type moving GPUs between them (the total stays),
+    scanning each family in row-major order and keeping the first minimum (``np.argmin``'s
+    rule, under which a family holding a NaN offers nothing), if it improves the cost by more
+    than ``1e-9`` of the largest current cost."""
+    J, T, N1 = cost.shape
+    cur = np.empty(J)
+    free = np.empty(T, dtype=np.int64)
+    for _ in range(max_trades):
+        big = 1.0
+        for j in range(J):
+            cur[j] = cost[j, t[j], n[j]]
+            if np.isfinite(cur[j]) and abs(cur[j]) > big:
+                big = abs(cur[j])
+        for k in range(T):
+            free[k] = avail[k]
+        for j in range(J):
+            free[t[j]] -= n[j]
+        best = -1e-9 * big
+        kind = 0
+        m0 = 0
+        m1 = 0
+        m2 = 0
+        # (a)
+        lo = np.inf
+        arg = -1
+        nan = False
+        for j in range(J):
+            for k in range(T):
+                room = free[k] + (n[j] if t[j] == k else 0)
+                for m in range(N1):
+                    d = (cost[j, k, m] if m <= room else np.inf) - cur[j]
+                    if np.isnan(d):
+                        nan = True
+                    elif arg < 0 or d < lo:
+                        lo, arg = d, (j * T + k) * N1 + m
+        if not nan and arg >= 0 and lo < best:
+            best, kind, m0, m1, m2 = lo, 1, arg // (T * N1), (arg // N1) % T, arg % N1
+        # (b)
+        lo = np.inf
+        arg = -1
+        nan = False
+        for i in range(J):
+            for k in range(J):
+                d = np.inf if i == k else cost[i, t[k], n[k]] + cost[k, t[i], n[i]] - cur[i] - cur[k]
+                if np.isnan(d):
+                    nan = True
+                elif arg < 0 or d < lo:
+                    lo, arg = d, i * J + k
+        if not nan and arg >= 0 and lo < best:
+            best, kind, m0, m1 = lo, 2, arg // J, arg % J
+        # (c)
+        lo = np.inf
+        arg = -1
+        nan = False
+        pairs = False
+        for i in range(J):
+            for k in range(J):
+                if i != k and t[i] == t[k] and n[i] > 0 and n[k] > 0:
+                    pairs = True
+        if pairs:
+            for i in range(J):
+                for k in range(J):
+                    pair = i != k and t[i] == t[k] and n[i] > 0 and n[k] > 0
+                    for m in range(1, N1):
+                        other = n[i] + n[k] - m
+                        if pair and 1 <= other < N1:
+                            d = (cost[i, t[i], m] + cost[k, t[k], other]) - (cur[i] + cur[k])
+                        else:
+                            d = np.inf - (cur[i] + cur[k])
+                        if np.isnan(d):
+                            nan = True
+                        elif arg < 0 or d < lo:
+                            lo, arg = d, (i * J + k) * (N1 - 1) + (m - 1)
+            if not nan and arg >= 0 and lo < best:
+                best, kind = lo, 3
+                m0, m1, m2 = arg // (J * (N1 - 1)), (arg // (N1 - 1)) % J, arg % (N1 - 1)
+        if kind == 0:
+            break
+        if kind == 1:
+            if m2 > 0:
+                t[m0], n[m0] = m1, m2
+            else:
+                t[m0], n[m0] = 0, 0
+        elif kind == 2:
+            ti, ni = t[m0], n[m0]
+            t[m0], n[m0] = t[m1], n[m1]
+            t[m1], n[m1] = ti, ni
+            for j in range(J):
+                if n[j] == 0:
+                    t[j] = 0
+        else:
+            total = n[m0] + n[m1]
+            n[m0] = m2 + 1
+            n[m1] = total - (m2 + 1)
 
 
 def consolidated(view: ClusterView, N: int) -> np.ndarray:

@@ -16,7 +16,7 @@ import pytest
 
 import baselines
 import envs  # noqa: F401  (registers GpuCluster-v0)
-from baselines.heet import Heet, clear, match, trade
+from baselines.heet import Heet, _priced, clear, match, trade
 from baselines.lyra import Lyra, mckp
 from envs import Allocation, simulate
 from traces import clusters, make_trace, synthetic
@@ -279,6 +279,89 @@ def test_trading_only_lowers_cost_and_keeps_capacity_and_bounds(seed):
     assert (np.bincount(t1, weights=n1, minlength=len(avail)) <= avail).all()
     run = n1 > 0
     assert np.isfinite(time[np.flatnonzero(run), t1[run], n1[run]]).all()  # within bounds
+
+
+def trade_numpy(time: np.ndarray, wait: np.ndarray, avail: np.ndarray, t: np.ndarray, n: np.ndarray, mu: np.ndarray,
+          max_trades: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The reference of :func:`baselines.heet.trade` in NumPy (each move family as one array,
+    ``np.argmin`` picking its first minimum): the compiled search must make the same moves."""
+    J, T, N1 = time.shape
+    t = np.array(t, dtype=np.int64, copy=True)
+    n = np.array(n, dtype=np.int64, copy=True)
+    if J == 0:
+        return t, n
+    sizes = np.arange(N1)
+    cost = _priced(time, sizes[None, None, :], np.asarray(mu, dtype=np.float64)[None, :, None])
+    cost[:, :, 0] = wait[:, None]  # n = 0: waiting, on any type
+    idx = np.arange(J)
+    avail = np.asarray(avail, dtype=np.int64)
+    for _ in range(max_trades):
+        cur = cost[idx, t, n]
+        free = avail - np.bincount(t, weights=n, minlength=T).astype(np.int64)
+        scale = 1e-9 * max(1.0, float(np.abs(cur[np.isfinite(cur)]).max(initial=1.0)))
+        best, move = -scale, None
+        # (a) one job to any count of any type that fits in the unsold GPUs (incl. waiting)
+        room = free[None, :] + np.where(t[:, None] == np.arange(T)[None, :], n[:, None], 0)  # (J, T)
+        fits = sizes[None, None, :] <= room[:, :, None]
+        d = np.where(fits, cost, np.inf) - cur[:, None, None]
+        i = int(np.argmin(d))
+        if d.flat[i] < best:
+            best, move = d.flat[i], ("a", *np.unravel_index(i, d.shape))
+        # (b) two jobs swap bundles
+        d = cost[idx[:, None], t[None, :], n[None, :]] + cost[idx[None, :], t[:, None], n[:, None]]
+        d = d - cur[:, None] - cur[None, :]
+        d[idx, idx] = np.inf
+        i = int(np.argmin(d))
+        if d.flat[i] < best:
+            best, move = d.flat[i], ("b", *np.unravel_index(i, d.shape))
+        # (c) two jobs on one type move GPUs between them (the total stays)
+        pair = (t[:, None] == t[None, :]) & (n[:, None] > 0) & (n[None, :] > 0)
+        pair[idx, idx] = False
+        if pair.any():
+            total = n[:, None] + n[None, :]  # (J, J)
+            m = sizes[None, None, 1:]  # new count of the first job
+            other = total[:, :, None] - m
+            ok = pair[:, :, None] & (other >= 1) & (other < N1)
+            ci = cost[idx, t][:, None, 1:]  # (J, 1, N)
+            ck = cost[idx, t][None, :, :]  # (1, J, N + 1) of the second job on the first's type
+            ck = np.take_along_axis(np.broadcast_to(ck, (J, J, N1)), np.clip(other, 0, N1 - 1), axis=2)
+            d = np.where(ok, ci + ck, np.inf) - (cur[:, None] + cur[None, :])[:, :, None]
+            i = int(np.argmin(d))
+            if d.flat[i] < best:
+                best, move = d.flat[i], ("c", *np.unravel_index(i, d.shape))
+        if move is None:
+            break
+        kind = move[0]
+        if kind == "a":
+            _, j, k, m = move
+            t[j], n[j] = (k, m) if m > 0 else (0, 0)
+        elif kind == "b":
+            _, i, k = move
+            t[i], t[k] = t[k], t[i]
+            n[i], n[k] = n[k], n[i]
+            t[n == 0] = 0
+        else:
+            _, i, k, m = move
+            total = n[i] + n[k]
+            n[i], n[k] = m + 1, total - (m + 1)
+    return t, n
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_compiled_trading_makes_the_moves_of_the_numpy_reference(seed):
+    """Random markets (1-8 jobs, 1-3 types, 4-8 GPUs per type), from the clearing's assignment and
+    (every third seed) from a random one where every job waits: the same final assignment."""
+    rng = np.random.default_rng(1000 + seed)
+    J, T, N = int(rng.integers(1, 9)), int(rng.integers(1, 4)), int(rng.integers(4, 9))
+    time, wait, menu, avail = random_instance(rng, J=J, T=T, N=N)
+    mu0 = float(rng.uniform(0, 0.2))
+    t0, n0, lam = clear(time, wait, menu, avail, mu0)
+    if seed % 3 == 0:
+        t0, n0 = rng.integers(0, T, J), np.zeros(J, dtype=np.int64)
+    t1, n1 = trade(time, wait, avail, t0, n0, mu0 + lam)
+    t2, n2 = trade_numpy(time, wait, avail, t0, n0, mu0 + lam)
+    np.testing.assert_array_equal(n1, n2)
+    np.testing.assert_array_equal(t1, t2)
 
 
 def test_heet_gives_each_gpu_type_to_the_job_that_gains_most_from_it():
