@@ -63,6 +63,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from baselines.base import EMPTY, Baseline, BaselineKnobs, order_scores
 from baselines.heet import consolidated
@@ -85,33 +86,51 @@ def mckp(values: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """
     values = np.asarray(values, dtype=np.float64)
     capacity = np.asarray(capacity, dtype=np.int64)
-    E, G, K1 = values.shape
+    E, G, _ = values.shape
     if (capacity < 0).any():
         raise ValueError("capacity must be >= 0")
     if G == 0:
         return np.zeros((E, 0), dtype=np.int64), np.zeros(E)
     if not np.isfinite(values[:, :, 0]).all():
         raise ValueError("item 0 (take nothing) must have a finite value in every group")
-    C = int(capacity.max(initial=0))
-    c = np.arange(C + 1)
-    prev = c[:, None] - np.arange(K1)[None, :]  # (C + 1, K + 1): capacity left before the item
-    ok = prev >= 0
-    prev = np.maximum(prev, 0)
-    dp = np.zeros((E, C + 1))  # best value of the groups so far using at most c units
-    choice = np.zeros((G, E, C + 1), dtype=np.int64)
-    for g in range(G):
-        cand = np.where(ok[None], dp[:, prev], -np.inf) + values[:, g, None, :]
-        best = cand.argmax(axis=2)
-        choice[g] = best
-        dp = np.take_along_axis(cand, best[:, :, None], axis=2)[:, :, 0]
-    rows = np.arange(E)
-    left = capacity.copy()
+    return _mckp_kernel(values, capacity, int(capacity.max(initial=0)))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _mckp_kernel(values: np.ndarray, capacity: np.ndarray, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """The dynamic programme of :func:`mckp`: ``dp[c]`` is the best value of the groups so far
+    using at most ``c`` units; each group takes, at every ``c``, the first item of highest
+    ``dp[c - k] + values[k]`` (``np.argmax``'s rule); then the choices are walked back from
+    each instance's capacity."""
+    E, G, K1 = values.shape
     out = np.zeros((E, G), dtype=np.int64)
-    for g in range(G - 1, -1, -1):
-        k = choice[g, rows, left]
-        out[:, g] = k
-        left = left - k
-    return out, dp[rows, capacity]
+    total = np.zeros(E)
+    choice = np.zeros((G, C + 1), dtype=np.int64)
+    dp = np.zeros(C + 1)
+    new = np.empty(C + 1)
+    for e in range(E):
+        dp[:] = 0.0
+        for g in range(G):
+            for c in range(C + 1):
+                best = -1
+                top = 0.0
+                for k in range(K1):
+                    x = (dp[c - k] if c - k >= 0 else -np.inf) + values[e, g, k]
+                    if np.isnan(x):
+                        best, top = k, x
+                        break
+                    if best < 0 or x > top:
+                        best, top = k, x
+                choice[g, c] = best
+                new[c] = top
+            dp[:] = new
+        left = capacity[e]
+        for g in range(G - 1, -1, -1):
+            k = choice[g, left]
+            out[e, g] = k
+            left -= k
+        total[e] = dp[capacity[e]]
+    return out, total
 
 
 class Lyra(Baseline):

@@ -364,6 +364,54 @@ def test_compiled_trading_makes_the_moves_of_the_numpy_reference(seed):
     np.testing.assert_array_equal(t1, t2)
 
 
+def mckp_numpy(values: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The NumPy reference of :func:`baselines.lyra.mckp` (every instance and capacity of a
+    group at once, ``argmax`` picking the first best item): the compiled programme must agree."""
+    values = np.asarray(values, dtype=np.float64)
+    capacity = np.asarray(capacity, dtype=np.int64)
+    E, G, K1 = values.shape
+    if (capacity < 0).any():
+        raise ValueError("capacity must be >= 0")
+    if G == 0:
+        return np.zeros((E, 0), dtype=np.int64), np.zeros(E)
+    if not np.isfinite(values[:, :, 0]).all():
+        raise ValueError("item 0 (take nothing) must have a finite value in every group")
+    C = int(capacity.max(initial=0))
+    c = np.arange(C + 1)
+    prev = c[:, None] - np.arange(K1)[None, :]  # (C + 1, K + 1): capacity left before the item
+    ok = prev >= 0
+    prev = np.maximum(prev, 0)
+    dp = np.zeros((E, C + 1))  # best value of the groups so far using at most c units
+    choice = np.zeros((G, E, C + 1), dtype=np.int64)
+    for g in range(G):
+        cand = np.where(ok[None], dp[:, prev], -np.inf) + values[:, g, None, :]
+        best = cand.argmax(axis=2)
+        choice[g] = best
+        dp = np.take_along_axis(cand, best[:, :, None], axis=2)[:, :, 0]
+    rows = np.arange(E)
+    left = capacity.copy()
+    out = np.zeros((E, G), dtype=np.int64)
+    for g in range(G - 1, -1, -1):
+        k = choice[g, rows, left]
+        out[:, g] = k
+        left = left - k
+    return out, dp[rows, capacity]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_compiled_knapsack_breaks_ties_as_the_numpy_reference(seed):
+    """Small integer values (many ties), forbidden items, capacities from 0: same choices and totals."""
+    rng = np.random.default_rng(2000 + seed)
+    E, G, K1 = (int(x) for x in rng.integers(1, [5, 7, 6]))
+    values = rng.integers(0, 4, (E, G, K1)).astype(float)
+    values[rng.random((E, G, K1)) < 0.2] = -np.inf
+    values[:, :, 0] = rng.integers(0, 3, (E, G))
+    cap = rng.integers(0, 12, E)
+    (c1, v1), (c2, v2) = mckp(values, cap), mckp_numpy(values, cap)
+    np.testing.assert_array_equal(c1, c2)
+    np.testing.assert_array_equal(v1, v2)
+
+
 def test_heet_gives_each_gpu_type_to_the_job_that_gains_most_from_it():
     """One V100 and one K80. A recommendation model runs faster on a K80 (1.31x a V100) and a
     ResNet-50 much slower (0.16x): Heet puts ResNet-50 on the V100 and the recommendation model
