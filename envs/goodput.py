@@ -39,6 +39,7 @@ alone at its requested GPUs and batch size, consolidated, on the reference type 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,10 +191,12 @@ def build_table(root: str | Path, kinds: list[tuple[str, int]], gpu_types: tuple
     return GoodputTable(tuple(kinds), tuple(gpu_types), rate, batch, bounds, total, cap)
 
 
+@functools.lru_cache(maxsize=4096)
 def reference_time(root: str | Path, application: str, num_gpus: int, batch_size: int, *,
                    gpu_type: str = models.REFERENCE_GPU, phases: int = 10) -> float:
     """Seconds to train ``application`` alone on ``num_gpus`` GPUs of ``gpu_type`` packed on
-    4-GPU nodes, at the fixed ``batch_size``: a goodput job's work in reference-seconds."""
+    4-GPU nodes, at the fixed ``batch_size``: a goodput job's work in reference-seconds
+    (memoised: a workload repeats a few applications and sizes)."""
     app = pollux.application(root, application)
     chunks = _phase_split(app, phases)
     need = pollux.progress_needed(app)

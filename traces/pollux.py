@@ -132,6 +132,7 @@ class Application:
     max_local_bsz: int
     _nd: _NDInterp | None = field(default=None, repr=False, compare=False)
     _throughput: ThroughputModel | None = field(default=None, repr=False, compare=False)
+    _run_times: dict[tuple[float, float], float] = field(default_factory=dict, repr=False, compare=False)
 
     def throughput_model(self) -> ThroughputModel:
         """Pollux's throughput model fitted to this application's measurements (once)."""
@@ -216,7 +217,13 @@ class Application:
 
     def run_time(self, num_replicas: int, batch_size: int) -> float:
         """Seconds to train to completion on ``num_replicas`` packed GPUs at ``batch_size``
-        (statistical progress, see the module docstring)."""
+        (statistical progress, see the module docstring). Memoised: the measurements do not change."""
+        key = (num_replicas, batch_size)
+        if key not in self._run_times:
+            self._run_times[key] = self._run_time(*key)
+        return self._run_times[key]
+
+    def _run_time(self, num_replicas: int, batch_size: int) -> float:
         step, effective = self._step(num_replicas, batch_size)
         n = self.epochs
         ends = np.min(np.stack([v["progress"].to_numpy(np.float64)[:n] for v in self.validation.values()]), axis=0)
