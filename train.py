@@ -114,7 +114,7 @@ from envs.sb3 import GpuClusterVecEnv
 from envs.workload import drop_oversize
 from traces import clusters, load_trace, synthetic, window
 from traces.clusters import ClusterSpec
-from traces.paths import PHILLY_POLLUX_CSV, shared_file
+from traces.paths import PHILLY_POLLUX_CSV, POLLUX_REFERENCE, shared_file
 
 
 @dataclass
@@ -127,7 +127,9 @@ class Args:
     seed: int = 0
     """seed of everything: trace, envs, network initialisation, evaluation"""
     trace: str | None = None
-    """trace file (any format traces.load_trace reads); none: the synthetic generator"""
+    """trace file (any format traces.load_trace reads), or ``pollux-workloads``: the eight Pollux
+    workloads one after another as goodput jobs (traces.pollux.load_workloads; use --cluster
+    pollux); none: the synthetic generator"""
     trace_jobs: int = 20_000
     """jobs of the synthetic trace (ignored with --trace)"""
     train_fraction: float = 0.7
@@ -739,6 +741,21 @@ def load_checkpoint(checkpoint: Path, args: Args, venv: GpuClusterVecEnv, train_
     return model, state
 
 
+#: ``--trace`` value of the Pollux workloads (goodput jobs, from the shared reference folder)
+POLLUX_WORKLOADS = "pollux-workloads"
+
+
+def pollux_workloads() -> pd.DataFrame:
+    """The eight Pollux workloads one after another (:func:`traces.pollux.load_workloads`)."""
+    root = shared_file(*POLLUX_REFERENCE)
+    if root is None:
+        sys.exit(f"--trace {POLLUX_WORKLOADS} reads ../shared/{'/'.join(POLLUX_REFERENCE)}, which is not here: "
+                 f"put the shared data beside the checkout or set CLUSTERGYM_SHARED")
+    from traces.pollux import load_workloads
+
+    return load_workloads(root)
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     # ---------------------------------------------------------------- arguments and output
     args = parse_args(argv)
@@ -773,7 +790,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     # ---------------------------------------------------------------- traces: split by time
     spec = clusters.get(args.cluster)
     trace = synthetic(args.trace_jobs, load=args.load, cluster=spec, seed=args.seed) if args.trace is None \
-        else load_trace(args.trace)
+        else pollux_workloads() if args.trace == POLLUX_WORKLOADS else load_trace(args.trace)
     trace, dropped = drop_oversize(trace, spec, source=args.trace or "synthetic")
     if dropped:  # a gang larger than every GPU pool of the cluster could never run
         print(f"dropped {dropped} of {len(trace) + dropped} jobs that need more than "

@@ -22,7 +22,7 @@ from agents.device import resolve_device
 from agents.networks import SlotExtractor, SlotPolicy, SlotScorePolicy
 from agents.pretrained import pretrained_names, resolve_agent, training_record
 from agents.threads import ensure_torch_threads, set_torch_threads
-from envs.core import EMPTY
+from envs.core import EMPTY, RUNNING, WAITING
 from envs.engine import SLOT_FEATURES, EnvConfig, VectorEngine, observation_size
 from envs.observation import allocate_size
 from envs.policy import Allocation, ClusterView, Policy, Priority
@@ -202,6 +202,11 @@ class AgentPolicy(Policy):
             obs, mask = eng.observe()
             eng.allocate(self._predict(obs, mask), everywhere)  # tried on the private copy
             c = eng.core
+            # an idle cluster the agent keeps idle: with rounds nothing would ever end the replay (the
+            # env truncates such an episode at max_steps); serve its jobs oldest first instead
+            idle = waiting.any(axis=1) & ~view.running.any(axis=1) & ~(c.s_status[:, :S] == RUNNING).any(axis=1)
+            if idle.any():
+                c.serve(np.where(c.s_status == WAITING, -c.s_job.astype(np.float64), -np.inf), envs=idle)
             return Allocation(c.s_n[:, :S].copy(), c.s_t[:, :S].copy(), adaptive=c.s_adapt[:, :S].copy())
         if eng.cfg.action_mode == "priority":
             obs, _ = eng.observe()

@@ -191,6 +191,18 @@ def build_table(root: str | Path, kinds: list[tuple[str, int]], gpu_types: tuple
     return GoodputTable(tuple(kinds), tuple(gpu_types), rate, batch, bounds, total, cap)
 
 
+@functools.lru_cache(maxsize=64)
+def goodput_table(root: str | Path, kinds: tuple[tuple[str, int], ...], gpu_types: tuple[str, ...], max_gpus: int,
+                  phases: int = 10) -> GoodputTable:
+    """:func:`build_table`, memoised (the windows of one trace share one table; its arrays are
+    read-only)."""
+    table = build_table(root, list(kinds), gpu_types, max_gpus=max_gpus, phases=phases)
+    for value in vars(table).values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    return table
+
+
 @functools.lru_cache(maxsize=4096)
 def reference_time(root: str | Path, application: str, num_gpus: int, batch_size: int, *,
                    gpu_type: str = models.REFERENCE_GPU, phases: int = 10) -> float:

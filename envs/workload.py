@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from envs.goodput import GoodputTable, build_table, reference_time
+from envs.goodput import GoodputTable, goodput_table, reference_time
 from traces import models
 from traces.clusters import ClusterSpec
 from traces.schema import validate
@@ -155,8 +155,11 @@ def make_workload(
         apps = ids.map(meta["application"]).to_numpy(object)
         bsz = ids.map(meta["batch_size"]).to_numpy(np.int64)
         root = Path(meta["root"])
-        kinds = sorted(set(zip(apps, bsz.tolist(), strict=True)))
-        table = build_table(root, kinds, cluster.gpu_types, max_gpus=min(64, biggest_pool), phases=phases)
+        # the kinds of every job the trace records, not only this window's: windows of one trace
+        # then share one table, as a core that steps them together needs
+        kinds = tuple(sorted({(str(meta["application"][name]), int(meta["batch_size"][name]))
+                              for name in meta["application"]}))
+        table = goodput_table(root, kinds, tuple(cluster.gpu_types), min(64, biggest_pool), phases)
         kind = np.array([table.kind(a, b) for a, b in zip(apps, bsz, strict=True)], dtype=np.int64)
         work = np.array([reference_time(root, a, int(n), int(b), phases=phases)
                          for a, n, b in zip(apps, gpus, bsz, strict=True)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -165,3 +166,21 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
 
     state = pickle.loads((out / "checkpoints" / "last" / "state.pkl").read_bytes())
     assert state["num_timesteps"] == saved
+
+
+def test_train_on_the_pollux_workloads_in_allocate_mode(tmp_path, shared):
+    """``--trace pollux-workloads --cluster pollux --action-mode allocate``: the eight workloads as
+    goodput jobs, split by time, an allocate-mode agent trained and judged against Pollux, whose
+    row is in the final table; every window's jobs are goodput jobs of the workloads."""
+    shared("reference", "pollux", what="the Pollux reference measurements")
+    out = tmp_path / "run"
+    results = train.main(["--trace", "pollux-workloads", "--cluster", "pollux", "--action-mode", "allocate",
+                          "--algo", "maskable_ppo", "--policy", "mlp", "--num-jobs", "16", "--max-slots", "8",
+                          "--num-envs", "4", "--n-steps", "32", "--batch-size", "64", "--n-epochs", "1",
+                          "--eval-windows", "2", "--eval-seeds", "1", "--total-timesteps", "128",
+                          "--eval-every", "128", "--baselines", "pollux", "--output", str(out),
+                          "--baseline-cache", str(tmp_path / "cache")])
+    assert {"agent", "pollux", "tiresias", "fifo"} <= set(results["policy"])
+    assert (results["avg_jct"] > 0).all()
+    args = json.loads((out / "args.json").read_text())
+    assert args["trace"] == "pollux-workloads" and args["action_mode"] == "allocate"

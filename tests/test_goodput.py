@@ -343,3 +343,59 @@ def test_skipping_settled_rounds_changes_nothing(name, monkeypatch):
     full = envs.simulate(trace, spec, get(name), known_durations=True, seed=0)
     assert sum(settled_rounds) > 10, "the window has too few settled rounds to exercise the skip"
     pd.testing.assert_frame_equal(skipped.jobs, full.jobs)
+
+
+# ------------------------------------------------------------------------------- the workloads together
+def test_the_workloads_one_after_another_keep_every_job_and_its_record(root):
+    """``load_workloads``: the jobs of each workload in order, names prefixed, submissions never
+    going back in time, each job's run time and goodput record those of its own workload."""
+    both = pollux.load_workloads(root, (2, 6))
+    w2 = pollux.load_workload(root / "workloads" / "workload-2.csv")
+    w6 = pollux.load_workload(root / "workloads" / "workload-6.csv")
+    assert len(both) == len(w2) + len(w6) and both["job_id"].is_unique
+    assert (np.diff(both["submit_time"].to_numpy()) >= 0).all()
+    assert both["submit_time"].iloc[len(w2)] > w2["submit_time"].iloc[-1]
+    np.testing.assert_array_equal(both["duration"].to_numpy(), np.concatenate([w2["duration"], w6["duration"]]))
+    meta = both.attrs["pollux"]
+    for k, w in ((2, w2), (6, w6)):
+        for key in ("run_time", "application", "batch_size"):
+            assert {f"w{k}-{name}": v for name, v in w.attrs["pollux"][key].items()}.items() <= meta[key].items()
+    with pytest.raises(pollux.PolluxDataError, match=r"workload-9\.csv: no such workload file"):
+        pollux.load_workloads(root, (9,))
+
+
+def test_windows_of_one_trace_share_a_goodput_table_and_step_together_as_alone(root):
+    """Two windows of the workloads with different application mixes, stepped by one core
+    (``simulate_many``), give each the schedule it gets alone: they share one goodput table
+    (built from every job the trace records), so each job keeps its own kind."""
+    from traces import window
+
+    spec = clusters.pollux()
+    trace = window(pollux.load_workloads(root, (1, 2, 3)), 0.0, num_jobs=480, load=1.0, cluster=spec)
+    parts = [window(trace.iloc[a:a + 24].reset_index(drop=True), float(trace["submit_time"].iloc[a]), num_jobs=24)
+             for a in (0, 300)]
+    assert set(parts[0]["vc"]) != set(parts[1]["vc"])  # the mixes differ, so would per-window tables
+    together = envs.simulate_many(parts, spec, Pollux(), seeds=[0, 0])
+    for part, res in zip(parts, together, strict=True):
+        alone = envs.simulate(part, spec, Pollux(), seed=0)
+        pd.testing.assert_frame_equal(res.jobs, alone.jobs)
+
+
+def test_a_core_refuses_workloads_with_goodput_tables_of_different_kinds(root):
+    from envs.workload import make_workload
+
+    def own_kinds_only(rows):
+        """The first ``rows`` jobs of workload 6, recording only themselves (a table of their kinds)."""
+        w = pollux.load_workload(root / "workloads" / "workload-6.csv").iloc[:rows].reset_index(drop=True)
+        names = set(w["job_id"])
+        meta = w.attrs["pollux"]
+        w.attrs["pollux"] = {k: ({n: x for n, x in v.items() if n in names} if isinstance(v, dict) else v)
+                             for k, v in meta.items()}
+        return w
+
+    spec = clusters.pollux()
+    a, b = make_workload(own_kinds_only(2), spec), make_workload(own_kinds_only(40), spec)
+    assert a.goodput.kinds != b.goodput.kinds
+    core = ClusterCore(spec, 2)
+    with pytest.raises(ValueError, match="tables of different kinds"):
+        core.load(np.arange(2), [a, b])

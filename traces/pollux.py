@@ -321,6 +321,45 @@ def load_workload(path: str | Path, *, root: str | Path | None = None, gpu_type:
     return out
 
 
+#: the eight workloads of the Pollux artifact (``workloads/workload-<k>.csv``)
+WORKLOAD_NUMBERS = tuple(range(1, 9))
+
+
+def load_workloads(root: str | Path, numbers: tuple[int, ...] = WORKLOAD_NUMBERS, *,
+                   gpu_type: str = MEASURED_GPU) -> pd.DataFrame:
+    """Pollux workloads ``numbers`` of the reference folder ``root`` one after another, as one
+    canonical job table: workload ``k`` starts when the one before it ends its submissions (its
+    own submit times shifted by the previous workload's last submit plus its median gap), and its
+    job names are prefixed ``w<k>-`` so they stay unique. ``attrs['pollux']`` merges the
+    workloads' records (run time, application and batch size per job), so goodput jobs keep
+    their model (:func:`envs.workload.make_workload`). The workloads are samples of one
+    distribution; a split by time (e.g. train.py's) gives the early ones to training and the
+    last ones to the test part."""
+    if not numbers:
+        raise PolluxDataError("load_workloads: no workload numbers given")
+    parts, merged, offset = [], None, 0.0
+    for k in numbers:
+        path = Path(root) / "workloads" / f"workload-{int(k)}.csv"
+        if not path.is_file():
+            raise PolluxDataError(f"{path}: no such workload file")
+        w = load_workload(path, root=root, gpu_type=gpu_type)
+        meta = w.attrs["pollux"]
+        prefix = f"w{int(k)}-"
+        w = w.assign(job_id=prefix + w["job_id"], submit_time=w["submit_time"] + offset)
+        gaps = np.diff(w["submit_time"].to_numpy())
+        offset = float(w["submit_time"].iloc[-1]) + (float(np.median(gaps)) if len(gaps) else 0.0)
+        if merged is None:
+            merged = {key: meta[key] for key in ("root", "gpu_type")} | {"file": [], "run_time": {},
+                                                                          "application": {}, "batch_size": {}}
+        merged["file"].append(meta["file"])
+        for key in ("run_time", "application", "batch_size"):
+            merged[key].update({prefix + name: v for name, v in meta[key].items()})
+        parts.append(w)
+    out = validate(pd.concat(parts, ignore_index=True), source=f"{root} workloads {list(numbers)}")
+    out.attrs["pollux"] = merged
+    return out
+
+
 def configuration_table(root: str | Path, workloads: list[str | Path]) -> pd.DataFrame:
     """Each distinct (application, GPUs, batch size) of ``workloads`` with its run time in seconds,
     the tuner's iterations x step time estimate, the single-GPU run time at the same batch size

@@ -204,9 +204,12 @@ class TablesMixin:
                     if v is not None:
                         a[i, : w.num_jobs] = v
                 arrays[f.source] = a
-            for w in workloads:
-                if w.goodput is not None:
-                    self.set_goodput(w.goodput)
+            tables = [w.goodput for w in workloads if w.goodput is not None]
+            if len({t.kinds for t in tables}) > 1:
+                raise ValueError("a core holds one goodput table; these workloads bring tables of different "
+                                 "kinds (build them from one trace, as envs.workload.make_workload does)")
+            for table in tables:
+                self.set_goodput(table)
         L = arrays["submit"].shape[1]
         if (np.asarray(arrays.get("kind", -1)) >= 0).any() and self.goodput is None:
             raise ValueError("the workload has goodput jobs but no goodput table was given (envs.goodput)")
