@@ -118,7 +118,7 @@ class Linear(Baseline):
         if not view.waiting.any():
             return None
         score = sum(w * f for w, f in zip(self.weights, linear_features(view), strict=True))
-        score = score - 1e-9 * view.submit  # ties to the earlier job
+        score = score + 1e-6 * (-view.submit)  # ties to the earlier job
         return Priority(np.where(view.status != EMPTY, score, -np.inf), preempt=view.at_round_boundary.copy())
 
 
