@@ -270,6 +270,10 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+#: ``--trace`` value of the Pollux workloads (goodput jobs, from the shared reference folder)
+POLLUX_WORKLOADS = "pollux-workloads"
+
+
 #: baselines of the presets' final tables: every one but the slow optimisation baselines (Sia,
 #: Pollux, Gavel's FTF and makespan objectives, Shockwave), which on a cluster of one GPU type
 #: and rigid jobs take seconds per episode and are not the best there
@@ -287,6 +291,13 @@ PRESETS: dict[str, list[str]] = {
         # preempt at every event swaps two jobs back and forth at every restart, without end
         ("philly-nonclairvoyant", ["--no-known-durations", "--no-preempt-every-event", "--round-length", "300"]),
     )
+} | {
+    # the allocate mode (GPU count and batch-size setting per job) on the Pollux workloads
+    "pollux-allocate": ["--trace", POLLUX_WORKLOADS, "--cluster", "pollux", "--action-mode", "allocate",
+                        "--algo", "maskable_ppo", "--policy", "mlp", "--total-timesteps", "100000",
+                        "--eval-every", "25000", "--eval-seeds", "1",
+                        "--baselines", "pollux,sia,gavel,gavel_agnostic,lyra,heet,optimus",
+                        "--output", "runs/pollux-allocate"],
 }
 
 
@@ -299,11 +310,14 @@ def expand_preset(argv: list[str]) -> list[str]:
             rest = argv[:i] + argv[i + (1 if "=" in a else 2):]
             if name not in PRESETS:
                 sys.exit(f"--preset: unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-            philly = shared_file(*PHILLY_POLLUX_CSV)
-            if philly is None:
-                sys.exit(f"--preset {name} trains on the Philly trace, which is not here: put the shared data "
-                         f"folder beside the checkout (../shared) or name it with CLUSTERGYM_SHARED")
-            return [f.replace("{philly}", str(philly)) for f in PRESETS[name]] + expand_preset(rest)
+            flags = PRESETS[name]
+            if "{philly}" in flags:
+                philly = shared_file(*PHILLY_POLLUX_CSV)
+                if philly is None:
+                    sys.exit(f"--preset {name} trains on the Philly trace, which is not here: put the shared data "
+                             f"folder beside the checkout (../shared) or name it with CLUSTERGYM_SHARED")
+                flags = [f.replace("{philly}", str(philly)) for f in flags]
+            return flags + expand_preset(rest)
     return list(argv)
 
 
@@ -741,8 +755,6 @@ def load_checkpoint(checkpoint: Path, args: Args, venv: GpuClusterVecEnv, train_
     return model, state
 
 
-#: ``--trace`` value of the Pollux workloads (goodput jobs, from the shared reference folder)
-POLLUX_WORKLOADS = "pollux-workloads"
 
 
 def pollux_workloads() -> pd.DataFrame:

@@ -15,12 +15,22 @@ from agents.pretrained import PRETRAINED_DIR
 from traces import clusters, synthetic
 from traces.paths import PHILLY_POLLUX_CSV, shared_file
 
-SHIPPED = ("philly-clairvoyant", "philly-nonclairvoyant")
+PHILLY = ("philly-clairvoyant", "philly-nonclairvoyant")
+SHIPPED = (*PHILLY, "pollux-allocate")
+
+
+def recorded_ratios_are_consistent(rec: dict) -> None:
+    """The ratio's CI brackets it, and the recorded ratio is the recorded JCTs' ratio."""
+    for kind in ("non-oracle", "oracle"):
+        if f"best_{kind}" in rec["test"]:
+            r, lo, hi = rec["test"][f"ratio_to_best_{kind}"]
+            assert lo <= r <= hi
+            assert r == pytest.approx(rec["test"]["agent_avg_jct"] / rec["test"][f"best_{kind}_avg_jct"])
 
 
 def test_both_tracks_are_shipped_with_their_records():
     assert set(SHIPPED) <= set(pretrained_names())
-    for name in SHIPPED:
+    for name in PHILLY:
         rec = training_record(name)
         assert rec["command"] == f"python train.py --preset {name}"
         assert rec["seed"] == rec["args"]["seed"] == 0
@@ -28,15 +38,38 @@ def test_both_tracks_are_shipped_with_their_records():
         assert rec["test"]["track"] == ("clairvoyant" if name == "philly-clairvoyant" else "non-clairvoyant")
         meta = json.loads((PRETRAINED_DIR / name / "agent.json").read_text())
         assert meta["env"]["known_durations"] == rec["args"]["known_durations"]
-        # the ratio's CI brackets it, and the recorded ratio is the recorded JCTs' ratio
-        for kind in ("non-oracle", "oracle"):
-            if f"best_{kind}" in rec["test"]:
-                r, lo, hi = rec["test"][f"ratio_to_best_{kind}"]
-                assert lo <= r <= hi
-                assert r == pytest.approx(rec["test"]["agent_avg_jct"] / rec["test"][f"best_{kind}_avg_jct"])
+        recorded_ratios_are_consistent(rec)
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+def test_the_allocate_agent_is_shipped_with_its_record():
+    rec = training_record("pollux-allocate")
+    assert rec["command"] == "python train.py --preset pollux-allocate"
+    assert rec["seed"] == rec["args"]["seed"] == 0
+    assert (rec["args"]["trace"], rec["args"]["cluster"], rec["args"]["action_mode"]) == \
+        ("pollux-workloads", "pollux", "allocate")
+    assert rec["test"]["best_non-oracle"] == "pollux"
+    meta = json.loads((PRETRAINED_DIR / "pollux-allocate" / "agent.json").read_text())
+    assert meta["env"]["action_mode"] == "allocate"
+    recorded_ratios_are_consistent(rec)
+
+
+def test_the_allocate_agent_replays_a_pollux_workload_to_the_end(shared):
+    """Workload 6 of the Pollux artifact (goodput jobs, never in the agent's training part) at its
+    own arrivals on the Pollux cluster: every job finishes, and the agent beats FIFO."""
+    from traces import pollux
+
+    root = shared("reference", "pollux", what="the Pollux reference measurements")
+    trace = pollux.load_workload(root / "workloads" / "workload-6.csv")
+    spec = clusters.pollux()
+    policy = AgentPolicy("pollux-allocate")
+    res = envs.simulate(trace, spec, policy, known_durations=policy.needs_durations, seed=0)
+    assert res.metrics["unfinished"] == 0
+    assert (res.jobs["gpus_last"] >= 1).all()
+    fifo = envs.simulate(trace, spec, baselines.get("fifo"), seed=0)
+    assert res.metrics["avg_jct"] < fifo.metrics["avg_jct"]
+
+
+@pytest.mark.parametrize("name", PHILLY)
 @pytest.mark.parametrize("cluster", ["tiny", "small"])
 def test_a_shipped_agent_replays_a_trace_to_the_end(name, cluster):
     spec = clusters.get(cluster)
@@ -73,7 +106,7 @@ def test_the_leaderboard_takes_a_shipped_agent_by_name():
 
 
 @pytest.mark.skipif(shared_file(*PHILLY_POLLUX_CSV) is None,
-                    reason="needs ../shared/traces/philly/pollux_philly.csv.gz (the presets train on it)")
+                    reason="needs ../shared/traces/philly/pollux_philly.csv.gz (the Philly presets train on it)")
 @pytest.mark.parametrize("name", SHIPPED)
 def test_the_preset_is_the_recorded_run(name):
     import dataclasses
