@@ -22,7 +22,7 @@ from agents.device import resolve_device
 from agents.networks import SlotExtractor, SlotPolicy, SlotScorePolicy
 from agents.pretrained import pretrained_names, resolve_agent, training_record
 from agents.threads import ensure_torch_threads, set_torch_threads
-from envs.core import EMPTY, RUNNING, WAITING
+from envs.core import EMPTY, RUNNING
 from envs.engine import SLOT_FEATURES, EnvConfig, VectorEngine, observation_size
 from envs.observation import allocate_size
 from envs.policy import Allocation, ClusterView, Policy, Priority
@@ -206,7 +206,7 @@ class AgentPolicy(Policy):
             # env truncates such an episode at max_steps); serve its jobs oldest first instead
             idle = waiting.any(axis=1) & ~view.running.any(axis=1) & ~(c.s_status[:, :S] == RUNNING).any(axis=1)
             if idle.any():
-                c.serve(np.where(c.s_status == WAITING, -c.s_job.astype(np.float64), -np.inf), envs=idle)
+                eng.serve_oldest(idle)
             return Allocation(c.s_n[:, :S].copy(), c.s_t[:, :S].copy(), adaptive=c.s_adapt[:, :S].copy())
         if eng.cfg.action_mode == "priority":
             obs, _ = eng.observe()

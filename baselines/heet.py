@@ -201,17 +201,22 @@ def trade(time: np.ndarray, wait: np.ndarray, avail: np.ndarray, t: np.ndarray, 
     starting assignment (``n = 0``: waits), ``avail`` ``(T,)``. Returns the new ``(t, n)``; the
     total cost never rises and capacity is always kept. The search runs in
     :func:`_trade_kernel` (compiled)."""
-    J, _, N1 = time.shape
     t = np.array(t, dtype=np.int64, copy=True)
     n = np.array(n, dtype=np.int64, copy=True)
-    if J == 0:
+    if len(time) == 0:
         return t, n
-    sizes = np.arange(N1)
-    cost = _priced(time, sizes[None, None, :], np.asarray(mu, dtype=np.float64)[None, :, None])
-    cost[:, :, 0] = wait[:, None]  # n = 0: waiting, on any type
-    _trade_kernel(np.ascontiguousarray(cost, dtype=np.float64), np.asarray(avail, dtype=np.int64), t, n,
+    _trade_kernel(np.ascontiguousarray(trade_costs(time, wait, mu)), np.asarray(avail, dtype=np.int64), t, n,
                   int(max_trades))
     return t, n
+
+
+def trade_costs(time: np.ndarray, wait: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """``(J, T, N + 1)`` priced cost of every bundle the trading searches over: ``time * (1 +
+    mu_t * n)`` (``inf`` where not allowed), ``wait`` for ``n = 0`` on any type."""
+    sizes = np.arange(time.shape[2])
+    cost = _priced(time, sizes[None, None, :], np.asarray(mu, dtype=np.float64)[None, :, None])
+    cost[:, :, 0] = wait[:, None]  # n = 0: waiting, on any type
+    return cost
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -272,28 +277,24 @@ def _trade_kernel(cost: np.ndarray, avail: np.ndarray, t: np.ndarray, n: np.ndar
         lo = np.inf
         arg = -1
         nan = False
-        pairs = False
+        # (without any pair every entry is inf or NaN and offers nothing, as the NumPy search
+        # skipping the family then)
         for i in range(J):
             for k in range(J):
-                if i != k and t[i] == t[k] and n[i] > 0 and n[k] > 0:
-                    pairs = True
-        if pairs:
-            for i in range(J):
-                for k in range(J):
-                    pair = i != k and t[i] == t[k] and n[i] > 0 and n[k] > 0
-                    for m in range(1, N1):
-                        other = n[i] + n[k] - m
-                        if pair and 1 <= other < N1:
-                            d = (cost[i, t[i], m] + cost[k, t[k], other]) - (cur[i] + cur[k])
-                        else:
-                            d = np.inf - (cur[i] + cur[k])
-                        if np.isnan(d):
-                            nan = True
-                        elif arg < 0 or d < lo:
-                            lo, arg = d, (i * J + k) * (N1 - 1) + (m - 1)
-            if not nan and arg >= 0 and lo < best:
-                best, kind = lo, 3
-                m0, m1, m2 = arg // (J * (N1 - 1)), (arg // (N1 - 1)) % J, arg % (N1 - 1)
+                pair = i != k and t[i] == t[k] and n[i] > 0 and n[k] > 0
+                for m in range(1, N1):
+                    other = n[i] + n[k] - m
+                    if pair and 1 <= other < N1:
+                        d = (cost[i, t[i], m] + cost[k, t[k], other]) - (cur[i] + cur[k])
+                    else:
+                        d = np.inf - (cur[i] + cur[k])
+                    if np.isnan(d):
+                        nan = True
+                    elif arg < 0 or d < lo:
+                        lo, arg = d, (i * J + k) * (N1 - 1) + (m - 1)
+        if not nan and arg >= 0 and lo < best:
+            best, kind = lo, 3
+            m0, m1, m2 = arg // (J * (N1 - 1)), (arg // (N1 - 1)) % J, arg % (N1 - 1)
         if kind == 0:
             break
         if kind == 1:

@@ -499,8 +499,13 @@ class VectorEngine:
         c.serve(p.scores, preempt=p.preempt, envs=envs)
         stuck = envs & ~np.isfinite(c.next_event()) & (c.s_status == WAITING).any(axis=1)
         if stuck.any():
-            c.serve(np.where(c.s_status == WAITING, -c.s_job.astype(float), -np.inf), envs=stuck)
+            self.serve_oldest(stuck)
         return stuck
+
+    def serve_oldest(self, envs: np.ndarray) -> None:
+        """The fallback of a stuck env: serve the waiting jobs of the envs ``envs`` oldest first."""
+        c = self.core
+        c.serve(np.where(c.s_status == WAITING, -c.s_job.astype(float), -np.inf), envs=envs)
 
     def allocate(self, actions: np.ndarray, envs: np.ndarray) -> np.ndarray:
         """Allocate mode: carry out the allocate actions (``(E, K * D)``, :mod:`envs.allocate`) of
@@ -513,7 +518,7 @@ class VectorEngine:
         execute(c, decision, envs)
         stuck = envs & ~np.isfinite(c.next_event()) & (c.s_status == WAITING).any(axis=1)
         if stuck.any():
-            c.serve(np.where(c.s_status == WAITING, -c.s_job.astype(float), -np.inf), envs=stuck)
+            self.serve_oldest(stuck)
         return invalid | stuck
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
